@@ -1,0 +1,272 @@
+//! The published clock model and its pure read function `interval_at`.
+//!
+//! A model is an anchor (a local steady instant and a hard bound on reference
+//! time there) plus what is known about the oscillator's rate. Reading it at a
+//! steady instant `x` extrapolates the anchor by `(x - anchor) * (1 + R)` and
+//! widens both ends by the rate spread over `|x - anchor|`:
+//!
+//! ```text
+//! spread(a, b) = min( phi_m*|b-a| + D * integral_a^b g(t) dt ,  (|R| + phi_hw)*|b-a| )
+//! g(t)         = (r_j - r_i) + max(0, t - r_j) + max(0, r_i - t)
+//! ```
+//!
+//! where `[r_i, r_j]` is the span of the rate evidence (the mean rate over it
+//! lies in `R +- phi_m`), D bounds how fast the rate changes (per second), and
+//! phi_hw bounds the rate itself. `g(t)` is the farthest `t` is from any instant
+//! of the evidence span, so `D * g(t)` bounds how far the rate at `t` can be
+//! from the measured mean. With the anchor at the end of the evidence window
+//! this is DESIGN.md's `phi_m*Delta + D*Delta*(Delta/2 + W)`.
+//!
+//! This module never reads a clock; it must stay a pure function of its inputs
+//! because the shared-memory reader runs exactly this code.
+
+use super::time::{mul_div_ceil, mul_div_floor, rate_spread_ceil, Interval, Nanos, Rate, Steady, RATE_ONE};
+
+/// What the published interval is good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Status {
+    /// No usable model: no agreement yet, or the model is past void-after.
+    Unknown = 0,
+    /// A fault-tolerant majority (k >= 2f+1) agreed recently.
+    Synchronized = 1,
+    /// Holding over: fewer sources agree, or none answered recently. The
+    /// interval is still a hard bound; it widens with time.
+    FreeRunning = 2,
+    /// The evidence contradicted the model (bound violation, rate outside the
+    /// hardware bound, timeline interruption): the model was rebuilt from
+    /// scratch at the hardware rate bound.
+    Disrupted = 3,
+}
+
+impl Status {
+    /// The lower-case name used in JSON, metrics and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Synchronized => "synchronized",
+            Status::FreeRunning => "free_running",
+            Status::Disrupted => "disrupted",
+        }
+    }
+    /// All statuses, for metrics that export one series per status.
+    pub const ALL: [Status; 4] = [
+        Status::Unknown,
+        Status::Synchronized,
+        Status::FreeRunning,
+        Status::Disrupted,
+    ];
+    /// Decode the `repr(u8)` value (shared memory); unknown values map to `None`.
+    pub fn from_u8(v: u8) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| *s as u8 == v)
+    }
+}
+
+/// What is known about the oscillator's rate, and how it ages an interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ageing {
+    /// Centre R of the rate: reference seconds per steady second, minus one.
+    pub rate: Rate,
+    /// Half-width phi_m of the measured mean rate (already floored at phi_min).
+    pub phi: Rate,
+    /// Span `[r_i, r_j]` of the rate evidence; `None` means only the
+    /// hardware bound is known.
+    pub evidence: Option<(Steady, Steady)>,
+    /// D: the largest change of rate per second (parts per 10^12 per second).
+    pub wander: Rate,
+    /// phi_hw: the oscillator's rate never leaves +-phi_hw.
+    pub phi_hw: Rate,
+}
+
+fn int_pos_part(a: i128, b: i128, c: i128) -> i128 {
+    // integral over [a, b] of max(0, t - c) dt, times 2.
+    let hi = b.max(c) - c;
+    let lo = a.max(c) - c;
+    hi.saturating_mul(hi) - lo.saturating_mul(lo)
+}
+
+fn int_neg_part(a: i128, b: i128, c: i128) -> i128 {
+    // integral over [a, b] of max(0, c - t) dt, times 2.
+    let lo = c - a.min(c);
+    let hi = c - b.min(c);
+    lo.saturating_mul(lo) - hi.saturating_mul(hi)
+}
+
+impl Ageing {
+    /// Only the hardware bound, centred on `rate` (e.g. from a drift file).
+    pub fn hardware(rate: Rate, wander: Rate, phi_hw: Rate) -> Ageing {
+        Ageing {
+            rate,
+            phi: Rate(phi_hw.0 + rate.0.abs()),
+            evidence: None,
+            wander,
+            phi_hw,
+        }
+    }
+
+    /// The largest error, in ns, of predicting the reference time elapsed
+    /// between steady instants `a` and `b` as `(b - a) * (1 + R)`. Rounded up.
+    pub fn spread(&self, a: Steady, b: Steady) -> Nanos {
+        let (a, b) = if a <= b { (a, b) } else { (b, a) };
+        let span = b.since(a);
+        let hw = rate_spread_ceil(Rate(self.rate.0.abs() + self.phi_hw.0), span);
+        let Some((ri, rj)) = self.evidence else {
+            return hw;
+        };
+        let (a, b, ri, rj) = (a.0 as i128, b.0 as i128, ri.0 as i128, rj.0 as i128);
+        // 2 * integral of g over [a, b], in ns^2.
+        let twice = (2 * (rj - ri))
+            .saturating_mul(b - a)
+            .saturating_add(int_pos_part(a, b, rj))
+            .saturating_add(int_neg_part(a, b, ri));
+        // wander is per 10^12 per second: ns^2 * wander / (10^12 * 10^9 * 2).
+        let wander_ns = mul_div_ceil(self.wander.0, twice, 2 * RATE_ONE * 1_000_000_000);
+        let measured = rate_spread_ceil(self.phi, span).0.saturating_add(wander_ns);
+        Nanos(measured.min(hw.0))
+    }
+
+    /// Carry a bound known at `from` to `to` (either direction).
+    pub fn age(&self, bound: Interval, from: Steady, to: Steady) -> Interval {
+        let d = to.since(from).0;
+        let s = self.spread(from, to);
+        let lo = bound.lo + Nanos(d + mul_div_floor(self.rate.0, d, RATE_ONE)) - s;
+        let hi = bound.hi + Nanos(d + mul_div_ceil(self.rate.0, d, RATE_ONE)) + s;
+        Interval { lo, hi }
+    }
+}
+
+/// The clock model skewd publishes. Pure data; see [`Model::interval_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Model {
+    /// Steady instant of the anchor.
+    pub anchor: Steady,
+    /// Reference time at the anchor lies in this interval.
+    pub bound: Interval,
+    /// How the bound ages.
+    pub ageing: Ageing,
+    /// Status at the anchor.
+    pub status: Status,
+    /// A `Synchronized` model reads as `FreeRunning` after this instant.
+    pub sync_until: Steady,
+    /// The model reads as `Unknown` after this instant.
+    pub void_after: Steady,
+}
+
+/// An interval read from the model, with its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Reference time at the read instant lies in this interval.
+    pub interval: Interval,
+    /// What the interval is good for.
+    pub status: Status,
+}
+
+impl Model {
+    /// The interval at steady instant `x` and the status it carries.
+    pub fn interval_at(&self, x: Steady) -> Reading {
+        Reading {
+            interval: self.ageing.age(self.bound, self.anchor, x),
+            status: self.status_at(x),
+        }
+    }
+
+    /// The status at steady instant `x` (the documented timetable).
+    pub fn status_at(&self, x: Steady) -> Status {
+        if x > self.void_after {
+            Status::Unknown
+        } else if self.status == Status::Synchronized && x > self.sync_until {
+            Status::FreeRunning
+        } else {
+            self.status
+        }
+    }
+
+    /// The first steady instant (within `limit` of the anchor) at which the
+    /// half-width would exceed `max_half_width`, found by bisection.
+    pub fn widens_past(&self, max_half_width: Nanos, limit: Nanos) -> Steady {
+        let half = |d: i128| {
+            let x = self.anchor.plus(Nanos(d));
+            self.interval_at(x).interval.half_width_ceil()
+        };
+        if half(limit.0) <= max_half_width {
+            return self.anchor.plus(limit);
+        }
+        let (mut lo, mut hi) = (0i128, limit.0);
+        while hi - lo > 1_000_000 {
+            let mid = lo + (hi - lo) / 2;
+            if half(mid) <= max_half_width {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.anchor.plus(Nanos(lo))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::{RefTime, NS_PER_S};
+
+    fn ageing(evidence: Option<(Steady, Steady)>) -> Ageing {
+        Ageing {
+            rate: Rate::from_ppm(10),
+            phi: Rate::from_ppm(1),
+            evidence,
+            wander: Rate::from_ppb(20),
+            phi_hw: Rate::from_ppm(200),
+        }
+    }
+
+    #[test]
+    fn spread_matches_design_formula_at_window_end() {
+        let w = 100 * NS_PER_S as i64;
+        let a = ageing(Some((Steady(0), Steady(w))));
+        let delta = 16 * NS_PER_S;
+        let got = a.spread(Steady(w), Steady(w).plus(Nanos(delta)));
+        // phi*D + D*D*(D/2 + W) = 1e-6*16 + 2e-8*16*(8+100) s
+        let want = 16_000 + (2e-8 * 16.0 * 108.0 * 1e9) as i128;
+        assert!((got.0 - want).abs() <= 2, "{got:?} vs {want}");
+        // symmetric in direction
+        assert_eq!(got, a.spread(Steady(w).plus(Nanos(delta)), Steady(w)));
+    }
+
+    #[test]
+    fn spread_never_exceeds_hardware_bound() {
+        let a = ageing(Some((Steady(0), Steady(1))));
+        let d = Nanos::from_secs(1_000_000);
+        let s = a.spread(Steady(0), Steady(0).plus(d));
+        assert_eq!(s, rate_spread_ceil(Rate::from_ppm(210), d));
+        let h = Ageing::hardware(Rate(0), Rate::from_ppb(20), Rate::from_ppm(200));
+        assert_eq!(
+            h.spread(Steady(0), Steady(NS_PER_S as i64)),
+            Nanos::from_micros(200)
+        );
+    }
+
+    #[test]
+    fn interval_and_status_timetable() {
+        let m = Model {
+            anchor: Steady(1_000),
+            bound: Interval {
+                lo: RefTime(10_000),
+                hi: RefTime(10_100),
+            },
+            ageing: ageing(None),
+            status: Status::Synchronized,
+            sync_until: Steady(2_000),
+            void_after: Steady(3_000),
+        };
+        let r = m.interval_at(Steady(1_000));
+        assert_eq!(r.interval, m.bound);
+        assert_eq!(r.status, Status::Synchronized);
+        assert_eq!(m.status_at(Steady(2_001)), Status::FreeRunning);
+        assert_eq!(m.status_at(Steady(3_001)), Status::Unknown);
+        let later = m.interval_at(Steady(1_000 + NS_PER_S as i64)).interval;
+        assert!(later.width() > m.bound.width());
+        let before = m.interval_at(Steady(0)).interval;
+        assert!(before.width() >= m.bound.width());
+        assert!(m.widens_past(Nanos::from_millis(1), Nanos::from_secs(100)) > m.anchor);
+    }
+}
