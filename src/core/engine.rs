@@ -255,6 +255,7 @@ impl Engine {
         self.estimator.interrupt(now);
         for s in &mut self.sources {
             s.filter.drop_before(now);
+            s.cancel_outstanding();
         }
         self.last_realtime = None;
         vec![Action::Publish(None)]
@@ -285,8 +286,13 @@ impl Engine {
         RealtimeReport { offset, stepped }
     }
 
-    /// Every source's figures at `now`.
-    pub fn source_reports(&self, _now: Steady) -> Vec<SourceReport> {
+    /// Each source's newest sample.
+    pub fn latest_samples(&self) -> Vec<Option<super::sample::Sample>> {
+        self.sources.iter().map(|s| s.filter.latest().copied()).collect()
+    }
+
+    /// Every source's figures.
+    pub fn source_reports(&self) -> Vec<SourceReport> {
         let model = self.model();
         self.sources
             .iter()

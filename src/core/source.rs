@@ -124,6 +124,12 @@ impl Source {
         self.stopped
     }
 
+    /// Forget the request in flight: its reply can no longer be trusted (the
+    /// timeline was interrupted while it was out).
+    pub fn cancel_outstanding(&mut self) {
+        self.outstanding = None;
+    }
+
     /// The current interval between requests.
     pub fn interval(&self) -> Nanos {
         if self.burst_left > 0 {

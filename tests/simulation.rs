@@ -1,0 +1,110 @@
+//! The simulator's scenarios (fewer seeds than the example) as tests: the one
+//! promise inside the assumptions, detection outside them.
+
+use skewd::core::model::Status;
+use skewd::sim::scenarios::{all, report, run_seeds, Report, FAULT_AT};
+
+fn run(name: &str) -> Report {
+    let sc = all(1.5).into_iter().find(|s| s.name == name).expect("scenario exists");
+    let runs = run_seeds(&sc, 2, 2);
+    let r = report(&sc, &runs);
+    eprintln!("{}", serde_json::to_string(&r).unwrap());
+    r
+}
+
+fn assert_sound(r: &Report) {
+    assert!(r.within_assumptions);
+    assert!(r.intervals > 5_000, "too few checks: {}", r.intervals);
+    assert_eq!(r.violations, 0, "{} intervals missed true time", r.violations);
+    assert_eq!(r.engine_violations, 0, "the self-audit fired inside the assumptions");
+    assert_eq!(r.shrunk_without_evidence, 0);
+}
+
+#[test]
+fn clean_is_sound_and_narrow() {
+    let r = run("clean");
+    assert_sound(&r);
+    assert!(r.floor_ns > 0);
+    assert!(
+        r.median_epsilon_ns <= 3 * r.floor_ns,
+        "median epsilon {} vs floor {}",
+        r.median_epsilon_ns,
+        r.floor_ns
+    );
+    assert_eq!(r.checks_by_status[Status::Synchronized as usize], r.intervals);
+}
+
+#[test]
+fn lossy_asymmetric_wander_and_ntpd_style_are_sound() {
+    for name in ["lossy", "asymmetric", "drift_wander", "ntpd_style"] {
+        assert_sound(&run(name));
+    }
+}
+
+#[test]
+fn f_liars_never_break_the_interval() {
+    for name in ["falsetickers", "liars", "colluding_minority"] {
+        let r = run(name);
+        assert_sound(&r);
+        assert!(r.checks_by_status[Status::Synchronized as usize] > r.intervals / 2);
+    }
+}
+
+#[test]
+fn disjoint_liars_are_named() {
+    use skewd::core::engine::SourceState;
+    use skewd::sim::world::World;
+    let sc = all(0.5).into_iter().find(|s| s.name == "falsetickers").unwrap();
+    let mut w = World::new(&sc, 7);
+    w.run_until(1_800_000_000_000);
+    let states: Vec<SourceState> = w.engine().source_reports().iter().map(|r| r.state).collect();
+    assert_eq!(&states[..3], &[SourceState::Selected; 3], "{states:?}");
+    assert_eq!(states[3], SourceState::Falseticker, "the 5 ms liar: {states:?}");
+}
+
+#[test]
+fn outage_follows_the_timetable() {
+    let r = run("outage");
+    assert_sound(&r);
+    let order: Vec<&str> = r.transitions_seed0.iter().map(|t| t.1).collect();
+    assert_eq!(order, ["synchronized", "free_running", "unknown"]);
+    let (t_free, t_unknown) = (r.transitions_seed0[1].0, r.transitions_seed0[2].0);
+    let outage = FAULT_AT as f64 / 1e9;
+    // free_running within free_run_after (4 polls = 64 s) of the last
+    // majority anchor, unknown at void-after (holdover 1 h or 1 s half-width).
+    assert!(t_free > outage && t_free <= outage + 64.0 + 17.0, "{t_free}");
+    assert!(t_unknown > t_free && t_unknown <= outage + 3600.0 + 1.0, "{t_unknown}");
+}
+
+#[test]
+fn two_of_four_with_a_liar_is_not_synchronized() {
+    let r = run("partial_outage");
+    assert_sound(&r);
+    let last = r.transitions_seed0.last().unwrap();
+    assert_eq!(last.1, "free_running");
+}
+
+#[test]
+fn local_clock_events_inside_the_assumptions() {
+    let r = run("realtime_step");
+    assert_sound(&r);
+    assert_eq!(r.steps_detected, r.steps_injected);
+    assert_eq!(r.checks_by_status[Status::Synchronized as usize], r.intervals, "a step changes no status");
+    for name in ["suspend", "clocksource_switch"] {
+        let r = run(name);
+        assert_sound(&r);
+        assert!(r.checks_by_status[Status::Disrupted as usize] > 0, "{name}: interruption not reported");
+    }
+}
+
+#[test]
+fn faults_outside_the_assumptions_are_detected() {
+    for name in ["frequency_step", "majority_liars", "vm_pause"] {
+        let r = run(name);
+        assert!(!r.within_assumptions);
+        assert_eq!(r.detected, Some(true), "{name}");
+        let delay = r.worst_detection_delay_ns.unwrap();
+        // documented: within 3 polls (48 s) of the fault
+        assert!(delay <= 48_000_000_000, "{name}: detected after {delay} ns");
+    }
+}
