@@ -1,1 +1,328 @@
-fn main() {}
+//! `skewd`: the agent and its command-line tools. CLI parsing, config
+//! loading, logging and runtime start only; the work lives in the library.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use skewd::config::{FileConfig, DEFAULT_LISTEN};
+use skewd::daemon::{Agent, RunOptions, Shared};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "skewd",
+    version,
+    about = "Tells the programs on this host what time it surely is"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent.
+    Run {
+        /// TOML config file (flags override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// NTP server HOST:PORT (repeatable); default: the public pool.
+        #[arg(long = "server", value_name = "HOST:PORT")]
+        servers: Vec<String>,
+        /// HTTP listen address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+        /// Shared-memory segment path.
+        #[arg(long, value_name = "PATH")]
+        shm: Option<PathBuf>,
+        /// State directory (drift file).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Poll interval (e.g. 1s, 16s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        poll: Option<Duration>,
+    },
+    /// Print the interval [earliest, latest] that contains true time now.
+    Now {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// The agent's HTTP address.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Print the agent's status and sources.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// The agent's HTTP address.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Return once UNIX_NS is surely in the past.
+    WaitUntil {
+        /// Unix time in nanoseconds.
+        unix_ns: i64,
+        /// Give up after this long (at most 10s).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// The agent's HTTP address.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Pick a timestamp and return once it is surely in the past.
+    CommitWait {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this long (at most 10s).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// The agent's HTTP address.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Validate a config file.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(j) = tracing_journald::layer() {
+            tracing_subscriber::registry().with(filter).with(j).init();
+            return;
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skewd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn get(
+    listen: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<skewd::httpc::Response> {
+    skewd::httpc::request(listen, method, path, timeout)
+        .with_context(|| format!("cannot reach the agent at {listen} (is `skewd run` running?)"))
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::CheckConfig { file } => {
+            let cfg = FileConfig::load(&file)?;
+            let e = cfg.engine_config();
+            println!(
+                "{}: ok ({} servers, poll {} s, phi_hw {} ppm, D {} ppb/s)",
+                file.display(),
+                cfg.server.len(),
+                e.poll.poll.0 as f64 / 1e9,
+                e.assumptions.phi_hw.as_ppm_f64(),
+                e.assumptions.wander.0 as f64 / 1e3
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run {
+            config,
+            servers,
+            listen,
+            shm,
+            state_dir,
+            poll,
+        } => {
+            init_logging();
+            let file = match &config {
+                Some(p) => FileConfig::load(p)?,
+                None => FileConfig::default(),
+            };
+            let opts = RunOptions::from_parts(file, servers, listen, shm, state_dir, poll)?;
+            run(opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Now { json, listen } => {
+            let r = get(listen, "GET", "/v1/now", Duration::from_secs(5))?;
+            if json {
+                println!("{}", r.body.trim());
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&r.body)?;
+                println!(
+                    "earliest {}  latest {}  epsilon {} ns  status {}",
+                    v["earliest_ns"], v["latest_ns"], v["epsilon_ns"], v["status"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { json, listen } => {
+            let r = get(listen, "GET", "/v1/status", Duration::from_secs(5))?;
+            if json {
+                println!("{}", r.body.trim());
+            } else {
+                print_status(&r.body)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::WaitUntil {
+            unix_ns,
+            timeout,
+            listen,
+        } => {
+            if timeout > skewd::http::MAX_WAIT {
+                bail!("--timeout: at most {:?}", skewd::http::MAX_WAIT);
+            }
+            let path = format!(
+                "/v1/wait?until={unix_ns}&timeout_ms={}",
+                timeout.as_millis()
+            );
+            let r = get(listen, "GET", &path, timeout + Duration::from_secs(5))?;
+            if r.code != 200 {
+                bail!("{}", r.body.trim());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CommitWait {
+            json,
+            timeout,
+            listen,
+        } => {
+            if timeout > skewd::http::MAX_WAIT {
+                bail!("--timeout: at most {:?}", skewd::http::MAX_WAIT);
+            }
+            let path = format!("/v1/commit-wait?timeout_ms={}", timeout.as_millis());
+            let r = get(listen, "POST", &path, timeout + Duration::from_secs(5))?;
+            if r.code != 200 {
+                bail!("{}", r.body.trim());
+            }
+            if json {
+                println!("{}", r.body.trim());
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&r.body)?;
+                println!(
+                    "timestamp {} is in the past (waited {} ns, epsilon {} ns)",
+                    v["timestamp_ns"], v["waited_ns"], v["epsilon_ns"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_status(body: &str) -> anyhow::Result<()> {
+    let v: serde_json::Value = serde_json::from_str(body)?;
+    let ms = |x: &serde_json::Value| {
+        x.as_f64()
+            .map_or("-".to_owned(), |n| format!("{:.3}", n / 1e6))
+    };
+    println!("status:        {}", v["status"].as_str().unwrap_or("?"));
+    println!("error bound:   {} ms", ms(&v["epsilon_ns"]));
+    println!(
+        "system skew:   {} ms (REALTIME minus reference)",
+        ms(&v["offset_ns"])
+    );
+    println!(
+        "frequency:     {} ppm",
+        v["frequency_ppm"]
+            .as_f64()
+            .map_or("-".into(), |f| format!("{f:.3}"))
+    );
+    println!(
+        "clock steps:   {}   bound violations: {}",
+        v["clock_steps"], v["bound_violations"]
+    );
+    println!();
+    println!(
+        "{:<28} {:<12} {:>6} {:>12} {:>12} {:>12}",
+        "SOURCE", "STATE", "REACH", "OFFSET ms", "DELAY ms", "ROOTDIST ms"
+    );
+    for s in v["sources"].as_array().into_iter().flatten() {
+        println!(
+            "{:<28} {:<12} {:>6o} {:>12} {:>12} {:>12}",
+            s["name"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            s["reach"].as_u64().unwrap_or(0),
+            ms(&s["offset_ns"]),
+            ms(&s["delay_ns"]),
+            ms(&s["root_distance_ns"]),
+        );
+    }
+    Ok(())
+}
+
+fn run(mut opts: RunOptions) -> anyhow::Result<()> {
+    skewd::daemon::settle_dirs(&mut opts);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let shared = Shared::new();
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        tracing::info!(
+            "skewd {} serving http://{} ({} sources: {})",
+            env!("CARGO_PKG_VERSION"),
+            opts.listen,
+            opts.servers.len(),
+            opts.servers.join(", ")
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let agent = Agent::new(&opts, shared.clone(), tx);
+        let agent_task = tokio::spawn(agent.run(rx, stop_rx.clone()));
+        let notify = tokio::spawn(skewd::daemon::notify_loop(shared.clone(), stop_rx.clone()));
+        let mut http_stop = stop_rx.clone();
+        let server = axum::serve(listener, skewd::http::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            });
+        let server = tokio::spawn(async move { server.await });
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        notify.abort();
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -5,7 +5,10 @@ use skewd::core::model::Status;
 use skewd::sim::scenarios::{all, report, run_seeds, Report, FAULT_AT};
 
 fn run(name: &str) -> Report {
-    let sc = all(1.5).into_iter().find(|s| s.name == name).expect("scenario exists");
+    let sc = all(1.5)
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("scenario exists");
     let runs = run_seeds(&sc, 2, 2);
     let r = report(&sc, &runs);
     eprintln!("{}", serde_json::to_string(&r).unwrap());
@@ -15,8 +18,15 @@ fn run(name: &str) -> Report {
 fn assert_sound(r: &Report) {
     assert!(r.within_assumptions);
     assert!(r.intervals > 5_000, "too few checks: {}", r.intervals);
-    assert_eq!(r.violations, 0, "{} intervals missed true time", r.violations);
-    assert_eq!(r.engine_violations, 0, "the self-audit fired inside the assumptions");
+    assert_eq!(
+        r.violations, 0,
+        "{} intervals missed true time",
+        r.violations
+    );
+    assert_eq!(
+        r.engine_violations, 0,
+        "the self-audit fired inside the assumptions"
+    );
     assert_eq!(r.shrunk_without_evidence, 0);
 }
 
@@ -31,7 +41,10 @@ fn clean_is_sound_and_narrow() {
         r.median_epsilon_ns,
         r.floor_ns
     );
-    assert_eq!(r.checks_by_status[Status::Synchronized as usize], r.intervals);
+    assert_eq!(
+        r.checks_by_status[Status::Synchronized as usize],
+        r.intervals
+    );
 }
 
 #[test]
@@ -54,12 +67,24 @@ fn f_liars_never_break_the_interval() {
 fn disjoint_liars_are_named() {
     use skewd::core::engine::SourceState;
     use skewd::sim::world::World;
-    let sc = all(0.5).into_iter().find(|s| s.name == "falsetickers").unwrap();
+    let sc = all(0.5)
+        .into_iter()
+        .find(|s| s.name == "falsetickers")
+        .unwrap();
     let mut w = World::new(&sc, 7);
     w.run_until(1_800_000_000_000);
-    let states: Vec<SourceState> = w.engine().source_reports().iter().map(|r| r.state).collect();
+    let states: Vec<SourceState> = w
+        .engine()
+        .source_reports()
+        .iter()
+        .map(|r| r.state)
+        .collect();
     assert_eq!(&states[..3], &[SourceState::Selected; 3], "{states:?}");
-    assert_eq!(states[3], SourceState::Falseticker, "the 5 ms liar: {states:?}");
+    assert_eq!(
+        states[3],
+        SourceState::Falseticker,
+        "the 5 ms liar: {states:?}"
+    );
 }
 
 #[test]
@@ -72,8 +97,14 @@ fn outage_follows_the_timetable() {
     let outage = FAULT_AT as f64 / 1e9;
     // free_running within free_run_after (4 polls = 64 s) of the last
     // majority anchor, unknown at void-after (holdover 1 h or 1 s half-width).
-    assert!(t_free > outage && t_free <= outage + 64.0 + 17.0, "{t_free}");
-    assert!(t_unknown > t_free && t_unknown <= outage + 3600.0 + 1.0, "{t_unknown}");
+    assert!(
+        t_free > outage && t_free <= outage + 64.0 + 17.0,
+        "{t_free}"
+    );
+    assert!(
+        t_unknown > t_free && t_unknown <= outage + 3600.0 + 1.0,
+        "{t_unknown}"
+    );
 }
 
 #[test]
@@ -89,11 +120,18 @@ fn local_clock_events_inside_the_assumptions() {
     let r = run("realtime_step");
     assert_sound(&r);
     assert_eq!(r.steps_detected, r.steps_injected);
-    assert_eq!(r.checks_by_status[Status::Synchronized as usize], r.intervals, "a step changes no status");
+    assert_eq!(
+        r.checks_by_status[Status::Synchronized as usize],
+        r.intervals,
+        "a step changes no status"
+    );
     for name in ["suspend", "clocksource_switch"] {
         let r = run(name);
         assert_sound(&r);
-        assert!(r.checks_by_status[Status::Disrupted as usize] > 0, "{name}: interruption not reported");
+        assert!(
+            r.checks_by_status[Status::Disrupted as usize] > 0,
+            "{name}: interruption not reported"
+        );
     }
 }
 

@@ -288,7 +288,10 @@ impl Engine {
 
     /// Each source's newest sample.
     pub fn latest_samples(&self) -> Vec<Option<super::sample::Sample>> {
-        self.sources.iter().map(|s| s.filter.latest().copied()).collect()
+        self.sources
+            .iter()
+            .map(|s| s.filter.latest().copied())
+            .collect()
     }
 
     /// Every source's figures.

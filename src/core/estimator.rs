@@ -186,7 +186,11 @@ impl Estimator {
     }
 
     fn hardware_ageing(&self) -> Ageing {
-        Ageing::hardware(self.centre_hint, self.assumptions.wander, self.assumptions.phi_hw)
+        Ageing::hardware(
+            self.centre_hint,
+            self.assumptions.wander,
+            self.assumptions.phi_hw,
+        )
     }
 
     /// The status at `now` (covers the no-model case).
@@ -254,9 +258,12 @@ impl Estimator {
         let mut anchor = sel.bound;
         if let Some(m) = self.model {
             let prev = m.interval_at(now).interval;
-            let past_miss = self.anchors.iter().rev().take(AUDIT_BACK).any(|(t, b)| {
-                *t <= now && m.ageing.age(sel.bound, now, *t).disjoint(b)
-            });
+            let past_miss = self
+                .anchors
+                .iter()
+                .rev()
+                .take(AUDIT_BACK)
+                .any(|(t, b)| *t <= now && m.ageing.age(sel.bound, now, *t).disjoint(b));
             match sel.bound.intersect(&prev) {
                 Some(both) if !past_miss => anchor = both,
                 Some(_) => round.fault = Some(Fault::FreshMissesPast),
@@ -297,7 +304,9 @@ impl Estimator {
             bound: anchor,
             ageing,
             status,
-            sync_until: self.last_majority.map_or(now, |t| t.plus(tt.free_run_after)),
+            sync_until: self
+                .last_majority
+                .map_or(now, |t| t.plus(tt.free_run_after)),
             void_after: now.plus(tt.holdover),
         };
         model.void_after = model.widens_past(tt.max_half_width, tt.holdover);
@@ -333,7 +342,9 @@ impl Estimator {
         }
         let (lo, hi) = (lo.max(-hw), hi.min(hw));
         let centre = (lo + hi).div_euclid(2);
-        let half = (hi - centre).max(centre - lo).max(self.assumptions.phi_min.0);
+        let half = (hi - centre)
+            .max(centre - lo)
+            .max(self.assumptions.phi_min.0);
         // key = phi + D * (t - from) ranks pairs identically for every t;
         // D is per second, from in ns.
         let key = half - mul_div_floor(self.assumptions.wander.0, i.0 .0 as i128, 1_000_000_000);

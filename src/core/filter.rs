@@ -47,7 +47,12 @@ impl Filter {
     /// The narrowest interval at `now` from samples no older than `max_age`,
     /// each aged with `ageing`. Samples from the future (a shell bug) are
     /// ignored rather than trusted.
-    pub fn best_at(&self, now: Steady, max_age: Nanos, ageing: &Ageing) -> Option<(Interval, &Sample)> {
+    pub fn best_at(
+        &self,
+        now: Steady,
+        max_age: Nanos,
+        ageing: &Ageing,
+    ) -> Option<(Interval, &Sample)> {
         self.samples
             .iter()
             .filter(|s| s.at <= now && now.since(s.at) <= max_age)

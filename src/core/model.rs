@@ -20,7 +20,9 @@
 //! This module never reads a clock; it must stay a pure function of its inputs
 //! because the shared-memory reader runs exactly this code.
 
-use super::time::{mul_div_ceil, mul_div_floor, rate_spread_ceil, Interval, Nanos, Rate, Steady, RATE_ONE};
+use super::time::{
+    mul_div_ceil, mul_div_floor, rate_spread_ceil, Interval, Nanos, Rate, Steady, RATE_ONE,
+};
 
 /// What the published interval is good for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -443,7 +443,10 @@ mod tests {
         // pivot is near it, and the same bits resolve to 1900 never.
         let pivot = RefTime((2_085_978_496 - 10) * NS_PER_S); // 2036-02-07
         let ts = NtpTimestamp(5u64 << 32);
-        assert_eq!(ts.to_ref_floor(pivot), RefTime((2_085_978_496 + 5) * NS_PER_S));
+        assert_eq!(
+            ts.to_ref_floor(pivot),
+            RefTime((2_085_978_496 + 5) * NS_PER_S)
+        );
         let t = RefTime(1_700_000_000_123_456_789);
         let back = NtpTimestamp::from_ref(t).to_ref_floor(BUILD_PIVOT);
         assert!(back <= t && t - back < Nanos(2));

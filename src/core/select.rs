@@ -60,7 +60,11 @@ pub fn tolerated_faults(n: usize) -> usize {
 
 /// Lowest point covered by at least `m` of the intervals (closed ends), by
 /// sweeping endpoints: starts sort before ends at the same point.
-fn lowest_covered(intervals: &[Interval], m: usize, events: &mut Vec<(RefTime, i8)>) -> Option<RefTime> {
+fn lowest_covered(
+    intervals: &[Interval],
+    m: usize,
+    events: &mut Vec<(RefTime, i8)>,
+) -> Option<RefTime> {
     events.clear();
     for iv in intervals {
         events.push((iv.lo, 1));
@@ -96,7 +100,11 @@ pub fn select(intervals: &[Interval], configured: usize) -> Result<Selection, No
             hi: RefTime(-iv.lo.0),
         })
         .collect();
-    let hi = RefTime(-lowest_covered(&mirrored, m, &mut events).ok_or(NoBound::NoAgreement)?.0);
+    let hi = RefTime(
+        -lowest_covered(&mirrored, m, &mut events)
+            .ok_or(NoBound::NoAgreement)?
+            .0,
+    );
     let bound = Interval::new(lo, hi).ok_or(NoBound::NoAgreement)?;
     let quality = if k > 2 * f {
         Quality::Majority
@@ -141,16 +149,19 @@ mod tests {
         assert_eq!(tolerated_faults(3), 1);
         assert_eq!(tolerated_faults(4), 1);
         assert_eq!(tolerated_faults(5), 2);
-        assert_eq!(
-            select(&[iv(0, 1)], 4),
-            Err(NoBound::TooFew { k: 1, f: 1 })
-        );
+        assert_eq!(select(&[iv(0, 1)], 4), Err(NoBound::TooFew { k: 1, f: 1 }));
         let s = select(&[iv(0, 10), iv(5, 20)], 4).unwrap();
         assert_eq!(s.quality, Quality::Minority);
         assert_eq!(s.bound, iv(0, 20));
-        assert_eq!(select(&[iv(0, 1), iv(5, 6), iv(9, 10)], 3), Err(NoBound::NoAgreement));
+        assert_eq!(
+            select(&[iv(0, 1), iv(5, 6), iv(9, 10)], 3),
+            Err(NoBound::NoAgreement)
+        );
         // touching closed ends count as overlapping
-        assert_eq!(select(&[iv(0, 5), iv(5, 9), iv(5, 5)], 3).unwrap().bound, iv(5, 5));
+        assert_eq!(
+            select(&[iv(0, 5), iv(5, 9), iv(5, 5)], 3).unwrap().bound,
+            iv(5, 5)
+        );
     }
 
     proptest! {

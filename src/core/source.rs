@@ -292,7 +292,7 @@ mod tests {
         // burst at 0,1,2,3 s, then the 16 s poll, doubling after runs of timeouts
         assert_eq!(&sends[..5], &[0, 1, 2, 3, 19]);
         let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps.iter().any(|&g| g == 32), "{gaps:?}");
+        assert!(gaps.contains(&32), "{gaps:?}");
         assert!(gaps.iter().all(|&g| g <= 128), "{gaps:?}");
         assert_eq!(s.reach(), 0);
     }
@@ -308,7 +308,9 @@ mod tests {
             s.handle_reply(&reply_to(41, t), Steady(0), Steady(100), t, &p),
             Err(Rejected::Reply(ReplyError::OriginMismatch))
         );
-        assert!(s.handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p).is_ok());
+        assert!(s
+            .handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p)
+            .is_ok());
         // duplicate
         assert_eq!(
             s.handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p),

@@ -1,7 +1,9 @@
 //! Named scenarios and the per-scenario report printed by
 //! `cargo run --release --example simulate -- --json`.
 
-use super::world::{run, Behaviour, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario, ServerSpec};
+use super::world::{
+    run, Behaviour, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario, ServerSpec,
+};
 use crate::core::engine::EngineConfig;
 use crate::core::model::Status;
 use crate::core::time::Nanos;
@@ -213,7 +215,10 @@ fn pct(v: &mut [i64], p: f64) -> i64 {
 
 /// Combine the runs of one scenario.
 pub fn report(sc: &Scenario, runs: &[RunStats]) -> Report {
-    let mut eps: Vec<i64> = runs.iter().flat_map(|r| r.eps_sync.iter().copied()).collect();
+    let mut eps: Vec<i64> = runs
+        .iter()
+        .flat_map(|r| r.eps_sync.iter().copied())
+        .collect();
     let mut floor: Vec<i64> = runs.iter().flat_map(|r| r.floor.iter().copied()).collect();
     let mut by_status = [0u64; 4];
     for r in runs {

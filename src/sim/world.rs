@@ -219,8 +219,16 @@ pub struct RunStats {
 #[derive(Debug, Clone)]
 enum Kind {
     Wake,
-    ServerRx { src: usize, req: [u8; 48], sent_at: Steady },
-    Deliver { src: usize, bytes: [u8; 48], sent_at: Steady },
+    ServerRx {
+        src: usize,
+        req: [u8; 48],
+        sent_at: Steady,
+    },
+    Deliver {
+        src: usize,
+        bytes: [u8; 48],
+        sent_at: Steady,
+    },
     Check,
     Local(LocalEvent),
     Slope,
@@ -260,7 +268,10 @@ struct Segment {
 impl Segment {
     fn true_at(&self, x: i64) -> i128 {
         let d = (x - self.x0) as i128;
-        self.t0 + d + (self.r0 * d).div_euclid(RATE_ONE) + (self.slope * d * d).div_euclid(2 * RATE_ONE * NS_PER_S)
+        self.t0
+            + d
+            + (self.r0 * d).div_euclid(RATE_ONE)
+            + (self.slope * d * d).div_euclid(2 * RATE_ONE * NS_PER_S)
     }
     fn rate_at(&self, x: i64) -> i128 {
         self.r0 + self.slope * (x - self.x0) as i128 / NS_PER_S
@@ -351,7 +362,11 @@ impl<'a> World<'a> {
 
     fn push(&mut self, x: i64, kind: Kind) {
         self.seq += 1;
-        self.queue.push(Reverse(Ev { x, seq: self.seq, kind }));
+        self.queue.push(Reverse(Ev {
+            x,
+            seq: self.seq,
+            kind,
+        }));
     }
 
     fn exp(&mut self, mean: i64) -> i64 {
@@ -410,7 +425,11 @@ impl<'a> World<'a> {
     }
 
     fn server_down(&self, src: usize, x: i64) -> bool {
-        self.servers[src].spec.down.iter().any(|&(a, b)| a <= x && x < b)
+        self.servers[src]
+            .spec
+            .down
+            .iter()
+            .any(|&(a, b)| a <= x && x < b)
     }
 
     fn path_delay(&mut self, p: PathSpec) -> i64 {
@@ -425,10 +444,21 @@ impl<'a> World<'a> {
         if self.rng.chance(self.sc.net.loss) {
             return;
         }
-        let copies = if self.rng.chance(self.sc.net.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.sc.net.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let d = self.path_delay(self.sc.net.out);
-            self.push(x + d, Kind::ServerRx { src, req, sent_at: Steady(x) });
+            self.push(
+                x + d,
+                Kind::ServerRx {
+                    src,
+                    req,
+                    sent_at: Steady(x),
+                },
+            );
         }
     }
 
@@ -444,7 +474,11 @@ impl<'a> World<'a> {
                     // The server re-synchronises: a new error within 90 % of
                     // its root distance, and a new small drift.
                     let e = (self.rng.symmetric(0.9) * lambda as f64) as i64;
-                    let dr = if ntpd_style { (self.rng.symmetric(1.0) * 10_000.0) as i64 } else { 0 };
+                    let dr = if ntpd_style {
+                        (self.rng.symmetric(1.0) * 10_000.0) as i64
+                    } else {
+                        0
+                    };
                     let s = &mut self.servers[src];
                     s.err0 = e;
                     s.drift_ppb = dr;
@@ -506,10 +540,21 @@ impl<'a> World<'a> {
         if self.rng.chance(self.sc.net.loss) {
             return;
         }
-        let copies = if self.rng.chance(self.sc.net.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.sc.net.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let d = self.path_delay(self.sc.net.back);
-            self.push(x + hold + d, Kind::Deliver { src, bytes: reply, sent_at });
+            self.push(
+                x + hold + d,
+                Kind::Deliver {
+                    src,
+                    bytes: reply,
+                    sent_at,
+                },
+            );
         }
     }
 
@@ -522,7 +567,11 @@ impl<'a> World<'a> {
                 self.perform(x, actions);
             }
             Kind::ServerRx { src, req, sent_at } => self.server_rx(x, src, req, sent_at),
-            Kind::Deliver { src, bytes, sent_at } => {
+            Kind::Deliver {
+                src,
+                bytes,
+                sent_at,
+            } => {
                 if self.rng.chance(self.sc.net.replay) && !self.replay_buf.is_empty() {
                     let i = self.rng.below(self.replay_buf.len() as u64) as usize;
                     let (s, b, t) = self.replay_buf[i];
@@ -550,7 +599,9 @@ impl<'a> World<'a> {
                 let r = self.seg.r0;
                 let mut s = (self.rng.symmetric(1.0) * self.wander as f64) as i128;
                 // steer back inside 90 % of phi_hw
-                if (r > self.rate_limit * 8 / 10 && s > 0) || (r < -self.rate_limit * 8 / 10 && s < 0) {
+                if (r > self.rate_limit * 8 / 10 && s > 0)
+                    || (r < -self.rate_limit * 8 / 10 && s < 0)
+                {
                     s = -s;
                 }
                 self.seg.slope = s;
@@ -578,7 +629,8 @@ impl<'a> World<'a> {
             }
             LocalEvent::ClocksourceSwitch(ppm) => {
                 self.rebase(x);
-                self.seg.r0 = (self.seg.r0 + (ppm * 1e6) as i128).clamp(-self.rate_limit, self.rate_limit);
+                self.seg.r0 =
+                    (self.seg.r0 + (ppm * 1e6) as i128).clamp(-self.rate_limit, self.rate_limit);
                 let actions = self.engine.interrupt(Steady(x));
                 self.perform(x, actions);
             }
@@ -601,7 +653,10 @@ impl<'a> World<'a> {
             self.last_status = Some(status);
         }
         if let Some(fault) = self.sc.fault_at_ns {
-            if x >= fault && status != Status::Synchronized && self.stats.detection_delay_ns.is_none() {
+            if x >= fault
+                && status != Status::Synchronized
+                && self.stats.detection_delay_ns.is_none()
+            {
                 self.stats.detection_delay_ns = Some(x - fault);
             }
         }
@@ -621,11 +676,11 @@ impl<'a> World<'a> {
         }
         let eps = iv.half_width_ceil().0;
         if let Some((seq, t, e)) = self.last_check {
-            if seq == self.published_seq && t <= now && (eps as i128) < e {
+            if seq == self.published_seq && t <= now && eps < e {
                 self.stats.shrunk_without_evidence += 1;
             }
         }
-        self.last_check = Some((self.published_seq, now, eps as i128));
+        self.last_check = Some((self.published_seq, now, eps));
         if status == Status::Synchronized {
             self.stats.eps_sync.push(eps as i64);
             if let Some(fl) = self.floor_at(x) {

@@ -1,0 +1,149 @@
+//! The only place that reads the host's clocks (`clock_gettime`) and the
+//! kernel's time status (`adjtimex`, read-only: `modes = 0`, it never sets
+//! anything). Everything else takes instants as arguments.
+
+use crate::core::time::{Nanos, RefTime, Steady, NS_PER_S};
+
+fn read(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    debug_assert_eq!(rc, 0, "clock_gettime({clock}) failed");
+    ts.tv_sec as i128 * NS_PER_S + ts.tv_nsec as i128
+}
+
+/// CLOCK_MONOTONIC_RAW: the steady timeline (never slewed or stepped).
+pub fn raw() -> Steady {
+    Steady(read(libc::CLOCK_MONOTONIC_RAW) as i64)
+}
+
+/// CLOCK_MONOTONIC, in ns.
+pub fn monotonic_ns() -> i64 {
+    read(libc::CLOCK_MONOTONIC) as i64
+}
+
+/// CLOCK_BOOTTIME, in ns.
+pub fn boottime_ns() -> i64 {
+    read(libc::CLOCK_BOOTTIME) as i64
+}
+
+/// CLOCK_REALTIME as Unix ns.
+pub fn realtime() -> RefTime {
+    RefTime(read(libc::CLOCK_REALTIME))
+}
+
+/// A REALTIME reading paired with the steady instant it was taken at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paired {
+    /// Midpoint of the two steady reads around the REALTIME read.
+    pub steady: Steady,
+    /// The REALTIME reading.
+    pub realtime: RefTime,
+    /// Span of the bracket: the pairing is good to +-span/2.
+    pub span: Nanos,
+}
+
+/// Read RAW, REALTIME, RAW a few times and keep the tightest bracket.
+pub fn paired_realtime() -> Paired {
+    let mut best: Option<Paired> = None;
+    for _ in 0..5 {
+        let a = raw();
+        let r = realtime();
+        let b = raw();
+        let p = Paired {
+            steady: Steady(a.0 + (b.0 - a.0) / 2),
+            realtime: r,
+            span: b.since(a),
+        };
+        if best.is_none_or(|x| p.span < x.span) {
+            best = Some(p);
+        }
+    }
+    best.expect("five tries")
+}
+
+/// BOOTTIME - MONOTONIC: grows by the time spent suspended. Read as
+/// MONOTONIC, BOOTTIME, MONOTONIC; returns the offset and the bracket span.
+pub fn boot_offset() -> (i64, i64) {
+    let a = monotonic_ns();
+    let b = boottime_ns();
+    let c = monotonic_ns();
+    (b - (a + (c - a) / 2), c - a)
+}
+
+/// The kernel's view of its clock (read-only `adjtimex`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct KernelStatus {
+    /// `adjtimex` return value: TIME_OK (0), TIME_INS, ..., TIME_ERROR (5).
+    pub state: i32,
+    /// The `status` bits (STA_*).
+    pub status_bits: i32,
+    /// Whether STA_UNSYNC is clear.
+    pub synchronized: bool,
+    /// Kernel's maximum error estimate (us).
+    pub maxerror_us: i64,
+    /// Kernel's estimated error (us).
+    pub esterror_us: i64,
+    /// Frequency adjustment in ppm.
+    pub frequency_ppm: f64,
+    /// TAI - UTC offset the kernel holds (s).
+    pub tai_s: i32,
+}
+
+/// Read the kernel's time status without changing anything.
+pub fn kernel_status() -> std::io::Result<KernelStatus> {
+    // SAFETY: an all-zero timex is a valid value of this plain C struct.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    tx.modes = 0; // read only: nothing is set
+                  // SAFETY: `tx` is valid and writable; with modes == 0 adjtimex only reads
+                  // kernel state into it.
+    let rc = unsafe { libc::adjtimex(&mut tx) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(KernelStatus {
+        state: rc,
+        status_bits: tx.status,
+        synchronized: tx.status & libc::STA_UNSYNC == 0,
+        maxerror_us: tx.maxerror as i64,
+        esterror_us: tx.esterror as i64,
+        frequency_ppm: tx.freq as f64 / 65536.0,
+        tai_s: tx.tai,
+    })
+}
+
+/// The current clocksource (e.g. `tsc`, `kvm-clock`), if readable.
+pub fn clocksource() -> Option<String> {
+    std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// This boot's id, if readable.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_are_sane() {
+        let a = raw();
+        let b = raw();
+        assert!(b >= a);
+        let p = paired_realtime();
+        assert!(p.span.0 >= 0 && p.span < Nanos::from_millis(10));
+        assert!(p.realtime.0 > 1_600_000_000 * NS_PER_S);
+        let (off, span) = boot_offset();
+        assert!(off >= -span && span >= 0);
+        let k = kernel_status().expect("read-only adjtimex works");
+        assert!(k.maxerror_us >= 0);
+    }
+}

@@ -1,0 +1,342 @@
+//! Strict TOML configuration: unknown keys are errors (with line and
+//! column), every duration and rate carries its unit in the key name, and
+//! every value is range-checked before the agent starts.
+//!
+//! ```toml
+//! listen = "127.0.0.1:9469"
+//! shm_path = "/run/skewd/clock"
+//! state_dir = "/var/lib/skewd"
+//! poll_interval_s = 16
+//!
+//! [[server]]
+//! address = "ntp1.example.net:123"
+//!
+//! [assumptions]
+//! max_frequency_error_ppm = 200
+//! ```
+
+use crate::core::engine::EngineConfig;
+use crate::core::time::{Nanos, Rate};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
+/// Default shared-memory segment.
+pub const DEFAULT_SHM: &str = "/run/skewd/clock";
+/// Default state directory (drift file).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/skewd";
+/// Servers used when none are configured (each name is one slot).
+pub const DEFAULT_POOL: [&str; 4] = [
+    "0.pool.ntp.org:123",
+    "1.pool.ntp.org:123",
+    "2.pool.ntp.org:123",
+    "3.pool.ntp.org:123",
+];
+
+/// One configured server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port` (a name is resolved at start and again while unreachable).
+    pub address: String,
+    /// Whether this server smears leap seconds (all or none may).
+    #[serde(default)]
+    pub leap_smearing: bool,
+}
+
+/// Oscillator assumptions (DESIGN.md "Rate evidence").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssumptionsConfig {
+    /// phi_hw: the oscillator's rate error never exceeds this.
+    pub max_frequency_error_ppm: f64,
+    /// phi_min: measured rate bounds are never taken narrower than this.
+    pub min_frequency_bound_ppm: f64,
+    /// D: the rate changes by at most this much per second.
+    pub max_frequency_change_ppb_per_s: f64,
+    /// Anchors older than this are not used as rate evidence.
+    pub rate_window_s: f64,
+    /// Phi_s: servers' root dispersion is aged at least at this rate.
+    pub server_dispersion_rate_ppm: f64,
+    /// Our own timestamping uncertainty added to each exchange.
+    pub local_precision_ns: u64,
+}
+
+impl Default for AssumptionsConfig {
+    fn default() -> Self {
+        AssumptionsConfig {
+            max_frequency_error_ppm: 200.0,
+            min_frequency_bound_ppm: 1.0,
+            max_frequency_change_ppb_per_s: 20.0,
+            rate_window_s: 1024.0,
+            server_dispersion_rate_ppm: 15.0,
+            local_precision_ns: 100,
+        }
+    }
+}
+
+/// Status timetable; unset values derive from the poll interval.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimetableConfig {
+    /// synchronized -> free_running after this long without majority agreement.
+    pub free_run_after_s: Option<f64>,
+    /// free_running -> unknown this long after the last anchor.
+    pub holdover_s: Option<f64>,
+    /// ... or once the error bound (half-width) would exceed this.
+    pub max_error_bound_ms: Option<f64>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Servers.
+    #[serde(default)]
+    pub server: Vec<ServerConfig>,
+    /// HTTP listen address.
+    pub listen: Option<String>,
+    /// Shared-memory segment path.
+    pub shm_path: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: Option<PathBuf>,
+    /// Poll interval in seconds.
+    pub poll_interval_s: Option<f64>,
+    /// Use kernel receive timestamps (SO_TIMESTAMPNS) when available.
+    pub kernel_timestamps: Option<bool>,
+    /// Allow `listen` on a non-loopback address.
+    pub allow_remote_http: Option<bool>,
+    /// Oscillator assumptions.
+    #[serde(default)]
+    pub assumptions: AssumptionsConfig,
+    /// Status timetable.
+    #[serde(default)]
+    pub timetable: TimetableConfig,
+}
+
+/// A configuration problem.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error (the message names line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The offending key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl FileConfig {
+    /// Parse TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        let cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        FileConfig::parse(&text, path)
+    }
+
+    /// Range checks that TOML types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.assumptions;
+        check_range(
+            "assumptions.max_frequency_error_ppm",
+            a.max_frequency_error_ppm,
+            1.0,
+            10_000.0,
+        )?;
+        check_range(
+            "assumptions.min_frequency_bound_ppm",
+            a.min_frequency_bound_ppm,
+            0.001,
+            a.max_frequency_error_ppm,
+        )?;
+        check_range(
+            "assumptions.max_frequency_change_ppb_per_s",
+            a.max_frequency_change_ppb_per_s,
+            0.0,
+            1e6,
+        )?;
+        check_range("assumptions.rate_window_s", a.rate_window_s, 1.0, 86_400.0)?;
+        check_range(
+            "assumptions.server_dispersion_rate_ppm",
+            a.server_dispersion_rate_ppm,
+            15.0,
+            10_000.0,
+        )?;
+        if a.local_precision_ns > 1_000_000_000 {
+            return Err(invalid(
+                "assumptions.local_precision_ns",
+                "must be at most 1e9",
+            ));
+        }
+        if let Some(p) = self.poll_interval_s {
+            check_range("poll_interval_s", p, 0.125, 1024.0)?;
+        }
+        let t = &self.timetable;
+        if let Some(v) = t.free_run_after_s {
+            check_range("timetable.free_run_after_s", v, 0.1, 86_400.0)?;
+        }
+        if let Some(v) = t.holdover_s {
+            check_range("timetable.holdover_s", v, 1.0, 30.0 * 86_400.0)?;
+        }
+        if let Some(v) = t.max_error_bound_ms {
+            check_range("timetable.max_error_bound_ms", v, 0.001, 1e7)?;
+        }
+        for s in &self.server {
+            validate_address(&s.address)?;
+        }
+        let smearing = self.server.iter().filter(|s| s.leap_smearing).count();
+        if smearing != 0 && smearing != self.server.len() {
+            return Err(invalid(
+                "server.leap_smearing",
+                "smearing and non-smearing servers must not be mixed (they disagree by up to 0.5 s around a leap)",
+            ));
+        }
+        if let Some(l) = &self.listen {
+            let addr: std::net::SocketAddr = l
+                .parse()
+                .map_err(|_| invalid("listen", format!("{l:?} is not an ADDR:PORT")))?;
+            if !addr.ip().is_loopback() && self.allow_remote_http != Some(true) {
+                return Err(invalid(
+                    "listen",
+                    format!(
+                        "{l} is not loopback; set allow_remote_http = true to serve other hosts"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine configuration these settings describe.
+    pub fn engine_config(&self) -> EngineConfig {
+        let poll = secs(self.poll_interval_s.unwrap_or(16.0));
+        let mut e = EngineConfig::with_poll(poll);
+        let a = &self.assumptions;
+        e.assumptions.phi_hw = ppm(a.max_frequency_error_ppm);
+        e.assumptions.phi_min = ppm(a.min_frequency_bound_ppm);
+        e.assumptions.wander = Rate((a.max_frequency_change_ppb_per_s * 1e3).ceil() as i128);
+        e.assumptions.rate_window = secs(a.rate_window_s);
+        e.sample.server_dispersion_rate = ppm(a.server_dispersion_rate_ppm);
+        e.sample.local_rate_bound = ppm(a.max_frequency_error_ppm);
+        e.sample.local_precision = Nanos(a.local_precision_ns as i128);
+        let t = &self.timetable;
+        if let Some(v) = t.free_run_after_s {
+            e.timetable.free_run_after = secs(v);
+        }
+        if let Some(v) = t.holdover_s {
+            e.timetable.holdover = secs(v);
+        }
+        if let Some(v) = t.max_error_bound_ms {
+            e.timetable.max_half_width = Nanos((v * 1e6).ceil() as i128);
+        }
+        e
+    }
+}
+
+fn check_range(key: &'static str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{v} is outside {lo}..={hi}")))
+    }
+}
+
+/// Check a `host:port` string without resolving it.
+pub fn validate_address(a: &str) -> Result<(), ConfigError> {
+    let bad = || invalid("server.address", format!("{a:?} is not HOST:PORT"));
+    let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 || host.chars().any(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn secs(v: f64) -> Nanos {
+    Nanos((v * 1e9).round() as i128)
+}
+
+/// Rates are rounded up: a bound is never taken tighter than configured.
+fn ppm(v: f64) -> Rate {
+    Rate((v * 1e6).ceil() as i128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e =
+            FileConfig::parse("poll_interval_s = 1\nbogus = 3\n", Path::new("x.toml")).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("line 2") && m.contains("column 1"), "{m}");
+        assert!(m.contains("bogus"), "{m}");
+    }
+
+    #[test]
+    fn ranges_and_mixing_are_checked() {
+        let p = Path::new("x.toml");
+        assert!(FileConfig::parse("poll_interval_s = 0", p).is_err());
+        assert!(FileConfig::parse("poll_interval_s = nan", p).is_err());
+        assert!(FileConfig::parse("[assumptions]\nserver_dispersion_rate_ppm = 1", p).is_err());
+        assert!(FileConfig::parse("listen = \"0.0.0.0:9469\"", p).is_err());
+        assert!(
+            FileConfig::parse("listen = \"0.0.0.0:9469\"\nallow_remote_http = true", p).is_ok()
+        );
+        let mixed = "[[server]]\naddress = \"a:123\"\nleap_smearing = true\n[[server]]\naddress = \"b:123\"\n";
+        assert!(FileConfig::parse(mixed, p).is_err());
+        assert!(FileConfig::parse("[[server]]\naddress = \"nohost\"", p).is_err());
+    }
+
+    #[test]
+    fn units_reach_the_engine() {
+        let c = FileConfig::parse(
+            "poll_interval_s = 2\n[assumptions]\nmax_frequency_error_ppm = 100\nmax_frequency_change_ppb_per_s = 5\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        let e = c.engine_config();
+        assert_eq!(e.poll.poll, Nanos::from_secs(2));
+        assert_eq!(e.assumptions.phi_hw, Rate::from_ppm(100));
+        assert_eq!(e.assumptions.wander, Rate::from_ppb(5));
+    }
+}

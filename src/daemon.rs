@@ -1,0 +1,511 @@
+//! Wiring of the agent: the engine task (timers, replies, local clock
+//! checks), the HTTP server, the drift file, signals and sd_notify.
+//!
+//! The engine lives in one task and is the only writer of the snapshot;
+//! HTTP handlers read it. Every deadline is on CLOCK_MONOTONIC_RAW.
+
+use crate::clock;
+use crate::config::{FileConfig, DEFAULT_LISTEN, DEFAULT_POOL, DEFAULT_SHM, DEFAULT_STATE_DIR};
+use crate::core::engine::{Action, Engine, EngineConfig};
+use crate::core::model::Status;
+use crate::core::time::{Nanos, Rate, Steady};
+use crate::net::{Incoming, Slot};
+use crate::snapshot::{Snapshot, SourceView};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Everything `skewd run` needs, after merging flags over the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Servers (`host:port`); each is one slot of N.
+    pub servers: Vec<String>,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Shared-memory segment path.
+    pub shm_path: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Use kernel receive timestamps.
+    pub kernel_timestamps: bool,
+    /// Whether the directories were given explicitly (no fallback then).
+    pub explicit_dirs: bool,
+}
+
+impl RunOptions {
+    /// Merge the config file with flags (flags win).
+    pub fn from_parts(
+        file: FileConfig,
+        servers: Vec<String>,
+        listen: Option<SocketAddr>,
+        shm: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        poll: Option<Duration>,
+    ) -> anyhow::Result<RunOptions> {
+        let mut file = file;
+        if let Some(p) = poll {
+            file.poll_interval_s = Some(p.as_secs_f64());
+        }
+        if let Some(l) = listen {
+            file.listen = Some(l.to_string());
+            file.allow_remote_http = Some(true); // an explicit flag is the operator saying so
+        }
+        for s in &servers {
+            crate::config::validate_address(s)?;
+        }
+        file.validate()?;
+        let mut servers: Vec<String> = if servers.is_empty() {
+            file.server.iter().map(|s| s.address.clone()).collect()
+        } else {
+            servers
+        };
+        if servers.is_empty() {
+            tracing::info!(
+                "no servers configured: using the public pool ({})",
+                DEFAULT_POOL.join(", ")
+            );
+            servers = DEFAULT_POOL.iter().map(|s| s.to_string()).collect();
+        }
+        let explicit_dirs = shm.is_some()
+            || state_dir.is_some()
+            || file.shm_path.is_some()
+            || file.state_dir.is_some();
+        Ok(RunOptions {
+            servers,
+            listen: file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?,
+            shm_path: shm
+                .or(file.shm_path.clone())
+                .unwrap_or_else(|| DEFAULT_SHM.into()),
+            state_dir: state_dir
+                .or(file.state_dir.clone())
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            engine: file.engine_config(),
+            kernel_timestamps: file.kernel_timestamps.unwrap_or(true),
+            explicit_dirs,
+        })
+    }
+}
+
+/// State shared between the engine task and the readers.
+#[derive(Debug)]
+pub struct Shared {
+    /// The latest snapshot.
+    pub snapshot: RwLock<Snapshot>,
+    /// Bumped on every publish; waiters watch it.
+    pub published: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// A fresh, empty state.
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: RwLock::new(Snapshot::default()),
+            published: watch::channel(0).0,
+        })
+    }
+
+    /// A copy of the snapshot (poison-tolerant: a panicked writer leaves the
+    /// last whole value).
+    pub fn get(&self) -> Snapshot {
+        match self.snapshot.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Snapshot)) {
+        let mut g = match self.snapshot.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g);
+        drop(g);
+        self.published.send_modify(|v| *v += 1);
+    }
+}
+
+/// Whether `dir` can be created and written by this process.
+fn writable_dir(dir: &Path) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".skewd-probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// Per-user fallbacks for a user who cannot write /run or /var/lib.
+fn user_runtime_dir() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("skewd-{}", uid())))
+        .join("skewd")
+}
+
+fn user_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(x).join("skewd");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/state/skewd");
+    }
+    std::env::temp_dir().join(format!("skewd-{}-state", uid()))
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Pick usable directories, falling back to per-user ones (and saying so)
+/// when the defaults are not writable.
+pub fn settle_dirs(opts: &mut RunOptions) {
+    let shm_dir = opts
+        .shm_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if !writable_dir(&shm_dir) {
+        if opts.explicit_dirs {
+            tracing::warn!(
+                "cannot write {}: the shared-memory segment is disabled",
+                shm_dir.display()
+            );
+        } else {
+            let d = user_runtime_dir();
+            tracing::warn!(
+                "cannot write {} (not root?): using {} for the shared-memory segment instead",
+                shm_dir.display(),
+                d.display()
+            );
+            opts.shm_path = d.join("clock");
+        }
+    }
+    if !writable_dir(&opts.state_dir) {
+        if opts.explicit_dirs {
+            tracing::warn!(
+                "cannot write {}: the drift file is disabled",
+                opts.state_dir.display()
+            );
+        } else {
+            let d = user_state_dir();
+            tracing::warn!(
+                "cannot write {} (not root?): using {} for the drift file instead",
+                opts.state_dir.display(),
+                d.display()
+            );
+            opts.state_dir = d;
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DriftFile {
+    frequency_ppb: f64,
+    clocksource: Option<String>,
+    boot_id: Option<String>,
+}
+
+fn load_drift(dir: &Path) -> Option<(Rate, DriftFileInfo)> {
+    let text = std::fs::read_to_string(dir.join("drift.json")).ok()?;
+    let d: DriftFile = serde_json::from_str(&text).ok()?;
+    if !d.frequency_ppb.is_finite() {
+        return None;
+    }
+    Some((
+        Rate((d.frequency_ppb * 1e3) as i128),
+        DriftFileInfo {
+            clocksource: d.clocksource,
+        },
+    ))
+}
+
+struct DriftFileInfo {
+    clocksource: Option<String>,
+}
+
+fn save_drift(dir: &Path, rate: Rate) {
+    let d = DriftFile {
+        frequency_ppb: rate.0 as f64 / 1e3,
+        clocksource: clock::clocksource(),
+        boot_id: clock::boot_id(),
+    };
+    let tmp = dir.join("drift.json.tmp");
+    let ok = serde_json::to_vec_pretty(&d)
+        .ok()
+        .and_then(|b| std::fs::write(&tmp, b).ok())
+        .and_then(|_| std::fs::rename(&tmp, dir.join("drift.json")).ok());
+    if ok.is_none() {
+        tracing::debug!("could not save the drift file in {}", dir.display());
+    }
+}
+
+/// How often the engine task re-reads local clocks and refreshes readers.
+const REFRESH: Duration = Duration::from_millis(500);
+/// A BOOTTIME - MONOTONIC change beyond this (plus read spans) is a suspend.
+const SUSPEND_THRESHOLD_NS: i64 = 1_000_000;
+
+/// The engine task: owns the engine and the sockets.
+pub struct Agent {
+    engine: Engine,
+    slots: Vec<Slot>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Incoming>,
+    state_dir: PathBuf,
+    boot_offset: (i64, i64),
+    clocksource: Option<String>,
+    last_drift_save: Steady,
+}
+
+impl Agent {
+    /// Build the agent (sockets are connected by `run`).
+    pub fn new(opts: &RunOptions, shared: Arc<Shared>, tx: mpsc::Sender<Incoming>) -> Agent {
+        let now = clock::raw();
+        let mut engine = Engine::new(opts.engine, opts.servers.len(), now);
+        let clocksource = clock::clocksource();
+        if let Some((rate, info)) = load_drift(&opts.state_dir) {
+            if info.clocksource == clocksource {
+                tracing::info!(
+                    "drift file: centring the rate on {:.3} ppm",
+                    rate.as_ppm_f64()
+                );
+                engine.set_rate_hint(rate);
+            }
+        }
+        Agent {
+            engine,
+            slots: opts.servers.iter().cloned().map(Slot::new).collect(),
+            shared,
+            tx,
+            state_dir: opts.state_dir.clone(),
+            boot_offset: clock::boot_offset(),
+            clocksource,
+            last_drift_save: now,
+        }
+    }
+
+    async fn connect_all(&mut self, only_unreachable: bool) {
+        let now = clock::raw();
+        let reports = self.engine.source_reports();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if only_unreachable {
+                let reachable = reports.get(i).is_some_and(|r| r.reach != 0);
+                let recent = slot
+                    .resolved_at
+                    .is_some_and(|t| now.since(t) < Nanos::from_secs(60));
+                if reachable || recent {
+                    continue;
+                }
+            }
+            if let Err(e) = slot.connect(i, self.tx.clone()).await {
+                tracing::warn!("source {}: {e}", slot.name);
+            }
+        }
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Option<Steady> {
+        let mut wake = None;
+        for a in actions {
+            match a {
+                Action::Send { source, packet } => {
+                    if let Some(s) = self.slots.get_mut(source) {
+                        s.send(&packet);
+                    }
+                }
+                Action::WakeAt(t) => wake = Some(t),
+                Action::Publish(m) => {
+                    if let Some(m) = m {
+                        tracing::debug!(
+                            "anchor width {} ns, rate {} ppt, phi {} ppt, evidence {:?}",
+                            m.bound.width().0,
+                            m.ageing.rate.0,
+                            m.ageing.phi.0,
+                            m.ageing.evidence.map(|(a, b)| (a.0, b.0))
+                        );
+                    }
+                    self.publish()
+                }
+            }
+        }
+        wake
+    }
+
+    fn publish(&mut self) {
+        let e = &self.engine;
+        let now = clock::raw();
+        let model = e.model().copied();
+        let sources = e
+            .source_reports()
+            .into_iter()
+            .zip(&self.slots)
+            .map(|(report, s)| SourceView {
+                name: s.name.clone(),
+                address: s.address,
+                report,
+            })
+            .collect();
+        let status_without_model = e.status_at(now);
+        let steps = e.steps();
+        let violations = e.violations();
+        self.shared.set(|s| {
+            s.model = model;
+            s.status_without_model = status_without_model;
+            s.sources = sources;
+            s.frequency_ppm = model.map(|m| m.ageing.rate.as_ppm_f64());
+            s.steps = steps;
+            s.violations = violations;
+            s.refreshed_at = now;
+        });
+    }
+
+    fn refresh(&mut self) {
+        // Timeline interruptions first: a suspend invalidates everything.
+        let (off, span) = clock::boot_offset();
+        let cs = clock::clocksource();
+        let now = clock::raw();
+        if (off - self.boot_offset.0).abs() > SUSPEND_THRESHOLD_NS + span + self.boot_offset.1 {
+            tracing::warn!(
+                "the host was suspended for about {} ms: dropping the model",
+                (off - self.boot_offset.0) / 1_000_000
+            );
+            let a = self.engine.interrupt(now);
+            self.perform(a);
+        }
+        self.boot_offset = (off, span);
+        if cs != self.clocksource {
+            tracing::warn!(
+                "clocksource changed from {:?} to {:?}: dropping the model",
+                self.clocksource,
+                cs
+            );
+            let a = self.engine.interrupt(now);
+            self.perform(a);
+            self.clocksource = cs.clone();
+        }
+        let p = clock::paired_realtime();
+        let rt = self.engine.observe_realtime(p.steady, p.realtime);
+        if rt.stepped {
+            tracing::warn!("the system clock (REALTIME) was stepped");
+        }
+        let kernel = clock::kernel_status().ok();
+        self.publish();
+        let offset = rt.offset.map(|(o, u)| (o.0, u.0 + (p.span.0 + 1) / 2));
+        self.shared.set(|s| {
+            s.realtime_offset = offset;
+            s.kernel = kernel;
+            s.clocksource = cs;
+        });
+        if now.since(self.last_drift_save) > Nanos::from_secs(600) {
+            self.save_drift();
+        }
+    }
+
+    fn save_drift(&mut self) {
+        self.last_drift_save = clock::raw();
+        if let Some(m) = self.engine.model() {
+            if m.ageing.evidence.is_some() {
+                save_drift(&self.state_dir, m.ageing.rate);
+            }
+        }
+    }
+
+    fn nonce() -> u64 {
+        rand::random()
+    }
+
+    /// Run until `shutdown` fires.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Incoming>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        self.connect_all(false).await;
+        let actions = self.engine.handle_timer(clock::raw(), &mut Self::nonce);
+        let mut wake = self.perform(actions);
+        self.refresh();
+        let mut refresh = tokio::time::interval(REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resolve = tokio::time::interval(Duration::from_secs(16));
+        resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let until = wake.map_or(Duration::from_secs(1), |w| {
+                Duration::from_nanos(w.since(clock::raw()).0.clamp(0, 1_000_000_000) as u64)
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(until) => {
+                    let now = clock::raw();
+                    if wake.is_some_and(|w| w <= now) || wake.is_none() {
+                        let actions = self.engine.handle_timer(now, &mut Self::nonce);
+                        wake = self.perform(actions);
+                    }
+                }
+                Some(msg) = rx.recv() => {
+                    let Some(slot) = self.slots.get(msg.slot) else { continue };
+                    if msg.generation != slot.generation {
+                        continue;
+                    }
+                    let Some(sent_at) = slot.sent_at else { continue };
+                    match self.engine.handle_reply(msg.slot, &msg.bytes[..msg.len], sent_at, msg.received_at) {
+                        Ok(actions) => {
+                            if let Some(w) = self.perform(actions) {
+                                wake = Some(w);
+                            }
+                        }
+                        Err(e) => tracing::debug!("source {}: reply refused: {e}", slot.name),
+                    }
+                }
+                _ = refresh.tick() => self.refresh(),
+                _ = resolve.tick() => self.connect_all(true).await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.save_drift();
+    }
+
+    /// The status now (for sd_notify STATUS lines).
+    pub fn status_line(shared: &Shared) -> String {
+        let s = shared.get();
+        let now = clock::raw();
+        let r = s.read(now);
+        match r.epsilon_ns {
+            Some(e) => format!("{} (error bound {:.3} ms)", r.status, e as f64 / 1e6),
+            None => format!("{} (no model yet)", r.status),
+        }
+    }
+}
+
+/// Whether the status counts as healthy for `/healthz`.
+pub fn healthy(s: Status) -> bool {
+    s == Status::Synchronized
+}
+
+/// sd_notify: READY once serving, STATUS every few seconds, WATCHDOG at half
+/// the watchdog interval (only while the engine task keeps refreshing the
+/// snapshot: a wedged engine stops the pings and systemd restarts it).
+pub async fn notify_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let period = watchdog.map_or(Duration::from_secs(5), |w| {
+        (w / 2).max(Duration::from_millis(100))
+    });
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let line = Agent::status_line(&shared);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
+        if let Some(w) = watchdog {
+            let fresh = clock::raw().since(shared.get().refreshed_at) < Nanos(w.as_nanos() as i128);
+            if fresh {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Local HTTP API (axum). Every handler computes from its own clock read
+//! and the last published snapshot; bad input gets a 4xx with a JSON error
+//! body; waits are capped; a global concurrency limit sheds load.
+
+use crate::clock;
+use crate::daemon::{healthy, Shared};
+use crate::snapshot::NowReading;
+use crate::wait::{wait_async, CommitWait, Observation, WaitError};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest wait a request may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+/// Default wait when `timeout_ms` is not given.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
+/// Requests served at once; more are shed with 503.
+pub const MAX_CONCURRENT: usize = 512;
+
+/// The router with all routes and the protective layers.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/now", get(now))
+        .route("/v1/status", get(status))
+        .route("/v1/wait", get(wait))
+        .route("/v1/commit-wait", post(commit_wait))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(shared)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    MAX_CONCURRENT,
+                ))
+                .timeout(MAX_WAIT + Duration::from_secs(5)),
+        )
+}
+
+async fn overloaded(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        error(StatusCode::REQUEST_TIMEOUT, "request took too long")
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "overloaded, try again")
+    }
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /v1/now, /v1/status, /v1/wait, /v1/commit-wait, /healthz, /metrics",
+    )
+}
+
+async fn now(State(s): State<Arc<Shared>>) -> Json<NowReading> {
+    let t = clock::raw();
+    Json(s.get().read(t))
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let st = s.get().status_at(clock::raw());
+    let code = if healthy(st) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!({ "status": st.as_str() }))).into_response()
+}
+
+#[derive(Serialize)]
+struct SourceJson {
+    name: String,
+    address: Option<String>,
+    state: &'static str,
+    reachable: bool,
+    reach: u8,
+    offset_ns: Option<i64>,
+    delay_ns: Option<i64>,
+    root_distance_ns: Option<i64>,
+    requests_sent: u64,
+    replies_ok: u64,
+    timeouts: u64,
+    replies_invalid: u64,
+    replies_unexpected: u64,
+}
+
+fn ns(n: crate::core::time::Nanos) -> i64 {
+    n.0.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    let t = clock::raw();
+    let snap = s.get();
+    let r = snap.read(t);
+    let sources: Vec<SourceJson> = snap
+        .sources
+        .iter()
+        .map(|v| SourceJson {
+            name: v.name.clone(),
+            address: v.address.map(|a| a.to_string()),
+            state: v.report.state.as_str(),
+            reachable: v.report.reach != 0,
+            reach: v.report.reach,
+            offset_ns: v.report.offset.map(ns),
+            delay_ns: v.report.delay.map(ns),
+            root_distance_ns: v.report.root_distance.map(ns),
+            requests_sent: v.report.counters.sent,
+            replies_ok: v.report.counters.ok,
+            timeouts: v.report.counters.timeout,
+            replies_invalid: v.report.counters.invalid,
+            replies_unexpected: v.report.counters.unexpected,
+        })
+        .collect();
+    Json(json!({
+        "status": r.status,
+        "earliest_ns": r.earliest_ns,
+        "latest_ns": r.latest_ns,
+        "epsilon_ns": r.epsilon_ns,
+        "offset_ns": snap.realtime_offset.map(|o| o.0 as i64),
+        "offset_uncertainty_ns": snap.realtime_offset.map(|o| o.1 as i64),
+        "frequency_ppm": snap.frequency_ppm,
+        "clock_steps": snap.steps,
+        "bound_violations": snap.violations,
+        "clocksource": snap.clocksource,
+        "sources": sources,
+        "kernel": snap.kernel,
+    }))
+    .into_response()
+}
+
+fn observe(s: &Shared) -> Result<Observation, WaitError> {
+    let t = clock::raw();
+    let snap = s
+        .snapshot
+        .read()
+        .map_err(|_| WaitError::Read("state lock poisoned".into()))?;
+    let st = snap.status_at(t);
+    Ok(match &snap.model {
+        Some(m) => {
+            let iv = m.interval_at(t).interval;
+            Observation {
+                earliest_ns: Some(iv.lo.0),
+                epsilon_ns: Some(iv.half_width_ceil().0),
+                status: st,
+            }
+        }
+        None => Observation {
+            earliest_ns: None,
+            epsilon_ns: None,
+            status: st,
+        },
+    })
+}
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// A 400 with a JSON error body.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
+fn param<T: std::str::FromStr>(
+    q: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, BadRequest> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            BadRequest(format!(
+                "{key}: {v:?} is not a valid non-negative integer in range"
+            ))
+        }),
+    }
+}
+
+struct WaitParams {
+    timeout: Duration,
+    max_epsilon_ns: Option<i128>,
+}
+
+fn wait_params(q: &HashMap<String, String>) -> Result<WaitParams, BadRequest> {
+    for k in q.keys() {
+        if !matches!(k.as_str(), "until" | "timeout_ms" | "max_epsilon_ns") {
+            return Err(BadRequest(format!("unknown parameter {k:?}")));
+        }
+    }
+    let timeout = match param::<u64>(q, "timeout_ms")? {
+        Some(ms) if ms > MAX_WAIT.as_millis() as u64 => {
+            return Err(BadRequest(format!(
+                "timeout_ms: at most {} ms",
+                MAX_WAIT.as_millis()
+            )))
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => DEFAULT_WAIT,
+    };
+    let max_epsilon_ns = param::<u64>(q, "max_epsilon_ns")?.map(|v| v as i128);
+    Ok(WaitParams {
+        timeout,
+        max_epsilon_ns,
+    })
+}
+
+fn timeout_response(e: WaitError) -> Response {
+    match e {
+        WaitError::Timeout { .. } => error(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+        WaitError::Read(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "malformed query string");
+    };
+    let until: i64 = match param(&q, "until") {
+        Ok(Some(u)) => u,
+        Ok(None) => return error(StatusCode::BAD_REQUEST, "until: required (Unix ns)"),
+        Err(r) => return r.into_response(),
+    };
+    if until < 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "until: must be non-negative Unix ns",
+        );
+    }
+    let p = match wait_params(&q) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let started = clock::raw();
+    match wait_async(|| observe(&s), until as i128, p.timeout, p.max_epsilon_ns).await {
+        Ok(o) => Json(json!({
+            "until_ns": until,
+            "earliest_ns": o.earliest_ns.map(|e| e as i64),
+            "waited_ns": clock::raw().since(started).0 as i64,
+            "status": o.status.as_str(),
+        }))
+        .into_response(),
+        Err(e) => timeout_response(e),
+    }
+}
+
+async fn commit_wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "malformed query string");
+    };
+    if q.contains_key("until") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "until: not accepted here; commit-wait picks its own timestamp",
+        );
+    }
+    let p = match wait_params(&q) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    match commit_wait_async(&s, p.timeout, p.max_epsilon_ns).await {
+        Ok(c) => Json(c).into_response(),
+        Err(e) => timeout_response(e),
+    }
+}
+
+/// Commit-wait against the in-process snapshot.
+pub async fn commit_wait_async(
+    s: &Shared,
+    timeout: Duration,
+    max_epsilon_ns: Option<i128>,
+) -> Result<CommitWait, WaitError> {
+    let started = clock::raw();
+    // Pick s = latest from a usable reading (waiting for one if needed).
+    let deadline = std::time::Instant::now() + timeout;
+    let (ts, eps) = loop {
+        let t = clock::raw();
+        let snap = s.get();
+        let st = snap.status_at(t);
+        if let (Some(m), true) = (&snap.model, crate::wait::usable(st)) {
+            let iv = m.interval_at(t).interval;
+            let e = iv.half_width_ceil().0;
+            if max_epsilon_ns.is_none_or(|cap| e <= cap) {
+                break (iv.hi.0, e);
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(WaitError::Timeout {
+                status: st.as_str(),
+                epsilon: snap
+                    .read(t)
+                    .epsilon_ns
+                    .map_or("none".into(), |e| format!("{e} ns")),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    wait_async(|| observe(s), ts, left, max_epsilon_ns).await?;
+    Ok(CommitWait {
+        timestamp_ns: ts as i64,
+        waited_ns: clock::raw().since(started).0 as i64,
+        epsilon_ns: eps as i64,
+    })
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let body = crate::metrics::render(&s.get(), clock::raw());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,217 @@
+//! Renders a snapshot as Prometheus text (prometheus-client's
+//! `prometheus_text` encoder, which promtool accepts as is).
+//!
+//! A fresh registry is built for every scrape from the snapshot, so the
+//! series of a removed source disappear with it and nothing is cached.
+
+use crate::core::model::Status;
+use crate::core::time::Steady;
+use crate::snapshot::Snapshot;
+use prometheus_client::encoding::prometheus_text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type G = Gauge<f64, AtomicU64>;
+type Labels = Vec<(&'static str, String)>;
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: f64) {
+    let g = G::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn family(reg: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, f64)>) {
+    let f = Family::<Labels, G>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).set(v);
+    }
+    reg.register(name, help, f);
+}
+
+fn counter_family(reg: &mut Registry, name: &str, help: &str, rows: Vec<(Labels, u64)>) {
+    let f = Family::<Labels, Counter>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).inc_by(v);
+    }
+    reg.register(name, help, f);
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+/// Prometheus text for `snap` read at steady instant `now`.
+pub fn render(snap: &Snapshot, now: Steady) -> String {
+    let mut reg = Registry::default();
+    let r = snap.read(now);
+    let status = snap.status_at(now);
+
+    gauge(
+        &mut reg,
+        "skewd_clock_error_bound_seconds",
+        "Half-width of the published interval: true time is within this of its centre (+Inf without a model)",
+        r.epsilon_ns.map_or(f64::INFINITY, |e| e as f64 / 1e9),
+    );
+    if let Some((off, unc)) = snap.realtime_offset {
+        gauge(
+            &mut reg,
+            "skewd_clock_offset_seconds",
+            "System clock (CLOCK_REALTIME) minus reference time: the host's skew",
+            off as f64 / 1e9,
+        );
+        gauge(
+            &mut reg,
+            "skewd_clock_offset_uncertainty_seconds",
+            "Uncertainty of skewd_clock_offset_seconds",
+            unc as f64 / 1e9,
+        );
+    }
+    if let Some(f) = snap.frequency_ppm {
+        gauge(
+            &mut reg,
+            "skewd_clock_frequency_ppm",
+            "Rate of the steady clock (MONOTONIC_RAW) against the reference, minus one, in ppm",
+            f,
+        );
+    }
+    family(
+        &mut reg,
+        "skewd_clock_status",
+        "1 for the current status, 0 for the others",
+        Status::ALL
+            .iter()
+            .map(|s| {
+                (
+                    vec![("status", s.as_str().to_owned())],
+                    f64::from(u8::from(*s == status)),
+                )
+            })
+            .collect(),
+    );
+    if let Some(m) = &snap.model {
+        gauge(
+            &mut reg,
+            "skewd_clock_model_age_seconds",
+            "Time since the model's anchor was set from fresh evidence",
+            now.since(m.anchor).0 as f64 / 1e9,
+        );
+    }
+    gauge(
+        &mut reg,
+        "skewd_snapshot_age_seconds",
+        "Time since the agent last refreshed its published state",
+        now.since(snap.refreshed_at).0 as f64 / 1e9,
+    );
+
+    let src = |f: &dyn Fn(&crate::snapshot::SourceView) -> Option<f64>| -> Vec<(Labels, f64)> {
+        snap.sources
+            .iter()
+            .filter_map(|s| f(s).map(|v| (vec![("source", s.name.clone())], v)))
+            .collect()
+    };
+    family(
+        &mut reg,
+        "skewd_source_offset_seconds",
+        "Centre of the source's latest sample minus the model's centre",
+        src(&|s| s.report.offset.map(|o| o.0 as f64 / 1e9)),
+    );
+    family(
+        &mut reg,
+        "skewd_source_delay_seconds",
+        "Round-trip delay of the source's latest sample",
+        src(&|s| s.report.delay.map(|o| o.0 as f64 / 1e9)),
+    );
+    family(
+        &mut reg,
+        "skewd_source_root_distance_seconds",
+        "Root distance the source advertised in its latest reply",
+        src(&|s| s.report.root_distance.map(|o| o.0 as f64 / 1e9)),
+    );
+    family(
+        &mut reg,
+        "skewd_source_falseticker",
+        "1 if the source's interval is disjoint from the published one",
+        src(&|s| {
+            Some(f64::from(u8::from(
+                s.report.state == crate::core::engine::SourceState::Falseticker,
+            )))
+        }),
+    );
+    family(
+        &mut reg,
+        "skewd_source_reachable",
+        "1 if the source answered at least one of the last 8 requests",
+        src(&|s| Some(f64::from(u8::from(s.report.reach != 0)))),
+    );
+    let mut req_rows = Vec::new();
+    for s in &snap.sources {
+        let c = s.report.counters;
+        for (result, v) in [("ok", c.ok), ("timeout", c.timeout), ("invalid", c.invalid)] {
+            req_rows.push((
+                vec![("source", s.name.clone()), ("result", result.to_owned())],
+                v,
+            ));
+        }
+    }
+    counter_family(
+        &mut reg,
+        "skewd_ntp_requests",
+        "NTP requests by outcome",
+        req_rows,
+    );
+    counter_family(
+        &mut reg,
+        "skewd_ntp_unexpected_replies",
+        "Duplicate or late replies discarded",
+        snap.sources
+            .iter()
+            .map(|s| {
+                (
+                    vec![("source", s.name.clone())],
+                    s.report.counters.unexpected,
+                )
+            })
+            .collect(),
+    );
+    counter(
+        &mut reg,
+        "skewd_clock_steps",
+        "Steps of the system clock (REALTIME) seen",
+        snap.steps,
+    );
+    counter(
+        &mut reg,
+        "skewd_bound_violations",
+        "Times the self-audit found a published interval that missed fresh evidence",
+        snap.violations,
+    );
+    if let Some(k) = &snap.kernel {
+        gauge(
+            &mut reg,
+            "skewd_kernel_maxerror_seconds",
+            "The kernel's own maximum error estimate (adjtimex maxerror)",
+            k.maxerror_us as f64 / 1e6,
+        );
+        gauge(
+            &mut reg,
+            "skewd_kernel_synchronized",
+            "1 if the kernel's STA_UNSYNC flag is clear",
+            f64::from(u8::from(k.synchronized)),
+        );
+    }
+    family(
+        &mut reg,
+        "skewd_build_info",
+        "Build information",
+        vec![(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1.0)],
+    );
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &reg);
+    out
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every test of skewd: lints, unit and simulation tests, integration tests
+# against real peers (chronyd on loopback), promtool and systemd checks.
+# Installs the Debian packages the tests need when they are missing (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chronyd >/dev/null 2>&1 || need+=(chrony)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tests/run.sh: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # chrony's and prometheus's postinst try to start services; no init runs here.
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "tests/run.sh: missing ${need[*]} and cannot install them (not root or no apt-get)" >&2
+    exit 1
+  fi
+fi
+# The packages' own daemons must not run during the tests (they would bind
+# ports and, for chronyd, try to discipline the clock). Stop only those that
+# the package install itself started.
+for svc in chrony prometheus prometheus-node-exporter; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+
+export SKEWD_REQUIRE_PEERS=1
+export CARGO_TERM_COLOR=never
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test -- --test-threads=2
