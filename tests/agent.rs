@@ -1,0 +1,203 @@
+//! The agent against in-process fake NTP servers on loopback: the promise,
+//! falseticker naming, unreachable servers, hostile HTTP input, config.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn synced(addr: std::net::SocketAddr) -> bool {
+    get_json(addr, "/v1/now")["status"] == "synchronized"
+}
+
+#[test]
+fn fake_servers_with_a_liar_loss_and_delay() {
+    let servers = [
+        FakeServer::start("127.0.0.31", FakeSpec::honest()),
+        FakeServer::start(
+            "127.0.0.32",
+            FakeSpec {
+                loss: 0.3,
+                ..FakeSpec::honest()
+            },
+        ),
+        FakeServer::start(
+            "127.0.0.33",
+            FakeSpec {
+                delay_ns: 2_000_000,
+                ..FakeSpec::honest()
+            },
+        ),
+        FakeServer::start(
+            "127.0.0.34",
+            FakeSpec {
+                offset_ns: 50_000_000,
+                ..FakeSpec::honest()
+            },
+        ),
+    ];
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let (_agent, http) = start_agent("fake", &addrs, &["--poll", "1s"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || synced(http)),
+        "not synchronized in 15 s"
+    );
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < Duration::from_secs(5) {
+        let (b, v, a) = now_bracketed(http);
+        assert!(
+            holds(b, &v, a),
+            "interval {v} misses the host clock [{b}, {a}]"
+        );
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(n > 100);
+    let st = get_json(http, "/v1/status");
+    let states: Vec<&str> = st["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states[3], "falseticker", "{st}");
+    assert!(states[..3].iter().all(|s| *s == "selected"), "{states:?}");
+    assert_eq!(st["bound_violations"], 0);
+}
+
+#[test]
+fn unreachable_servers_keep_it_serving() {
+    // Ports where nothing listens (and a name that cannot resolve).
+    let dead: Vec<std::net::SocketAddr> = ["127.0.0.41", "127.0.0.42", "127.0.0.43"]
+        .iter()
+        .map(|ip| format!("{ip}:{}", free_udp_port(ip)).parse().unwrap())
+        .collect();
+    let (mut agent, http) = start_agent(
+        "dead",
+        &dead,
+        &["--poll", "1s", "--server", "no-such-host.invalid:123"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let v = get_json(http, "/v1/now");
+    assert_eq!(v["status"], "unknown");
+    assert!(
+        v["earliest_ns"].is_null() && v["latest_ns"].is_null(),
+        "{v}"
+    );
+    let (code, body) = get(http, "/healthz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    let st = get_json(http, "/v1/status");
+    assert!(
+        st["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "unreachable"),
+        "{st}"
+    );
+    let (code, _) = request(http, "POST", "/v1/commit-wait?timeout_ms=200").unwrap();
+    assert_eq!(
+        code, 408,
+        "commit-wait without a model must time out, not hang"
+    );
+    // A clean stop on SIGTERM.
+    let status = agent.stop().expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn hostile_http_input_gets_4xx() {
+    let (mut agent, http) = start_agent("hostile", &[], &["--server", "127.0.0.1:9"]);
+    let huge = format!("/v1/wait?until={}", "9".repeat(10_000));
+    let cases: Vec<(&str, String)> = vec![
+        ("GET", "/v1/wait".into()),
+        ("GET", "/v1/wait?until=-5".into()),
+        ("GET", "/v1/wait?until=abc".into()),
+        ("GET", "/v1/wait?until=99999999999999999999999999".into()),
+        ("GET", "/v1/wait?until=1&timeout_ms=-1".into()),
+        ("GET", "/v1/wait?until=1&timeout_ms=999999999".into()),
+        ("GET", "/v1/wait?until=1&bogus=2".into()),
+        ("GET", "/v1/wait?until=%zz".into()),
+        ("GET", huge),
+        ("GET", "/nope".into()),
+        ("GET", "/v1/now/extra".into()),
+        ("POST", "/v1/now".into()),
+        ("GET", "/v1/commit-wait".into()),
+        ("POST", "/v1/commit-wait?until=5".into()),
+        ("POST", "/v1/commit-wait?timeout_ms=x".into()),
+        ("GET", format!("/v1/wait?{}", "a=1&".repeat(5000))),
+    ];
+    for (m, p) in &cases {
+        let (code, body) = request(http, m, p).unwrap_or((0, String::new()));
+        assert!(
+            (400..500).contains(&code),
+            "{m} {}: {code} {body}",
+            &p[..p.len().min(60)]
+        );
+    }
+    // Raw garbage on the socket does not hurt it either.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        let _ = s.write_all(b"\x00\xff GARBAGE \r\n\r\n");
+    }
+    let (code, _) = get(http, "/v1/now").unwrap();
+    assert_eq!(code, 200, "still serving after hostile input");
+    assert!(agent.stop().unwrap().success());
+}
+
+#[test]
+fn check_config_reports_line_and_column() {
+    let dir = temp_dir("cfg");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "poll_interval_s = 16\n\n[assumptions]\nmax_frequency_error_pm = 200\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4") && err.contains("column 1"), "{err}");
+    assert!(err.contains("max_frequency_error_pm"), "{err}");
+    // Every example config in the repository parses.
+    let mut n = 0;
+    for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_skewd"))
+                .arg("check-config")
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+    // Bad CLI input: a clear error, non-zero exit, no panic.
+    for args in [
+        &["run", "--poll", "banana"][..],
+        &["wait-until", "abc"],
+        &["now", "--listen", "nope"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skewd"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+}
