@@ -86,7 +86,7 @@ impl NowReading {
     pub fn of(model: Option<&Model>, status_without_model: Status, now: Steady) -> NowReading {
         match model {
             Some(m) => {
-                let r = m.interval_at(now);
+                let r = m.utc_at(now);
                 NowReading::from_interval(r.interval, r.status, now)
             }
             None => NowReading {

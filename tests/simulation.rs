@@ -146,3 +146,46 @@ fn faults_outside_the_assumptions_are_detected() {
         assert!(delay <= 48_000_000_000, "{name}: detected after {delay} ns");
     }
 }
+
+#[test]
+fn leap_second_is_applied_by_the_quorum_only() {
+    use skewd::core::time::{Nanos, NS_PER_S};
+    use skewd::sim::world::World;
+    let r = run("leap_second");
+    assert_sound(&r);
+    assert_eq!(
+        r.checks_by_status[Status::Synchronized as usize],
+        r.intervals
+    );
+    // Walk one world through the leap and look at the engine's leap state.
+    let sc = all(1.5)
+        .into_iter()
+        .find(|s| s.name == "leap_second")
+        .unwrap();
+    let mut w = World::new(&sc, 3);
+    w.run_until(FAULT_AT - 60 * NS_PER_S as i64);
+    let m = w.engine().leap_state().mapping();
+    assert!(
+        w.engine().leap_state().pending(),
+        "the insertion announced by 4 of 5 is pending"
+    );
+    assert_eq!(
+        m.leap.map(|l| l.1),
+        Some(Nanos(NS_PER_S)),
+        "an insertion, not the lone deletion"
+    );
+    w.run_until(FAULT_AT + 120 * NS_PER_S as i64);
+    assert!(
+        !w.engine().leap_state().pending(),
+        "completed once every selected source applied it"
+    );
+    let m = w.engine().leap_state().mapping();
+    let model = *w.engine().model().unwrap();
+    let internal = model.interval_at(model.anchor).interval;
+    let utc = model.utc_at(model.anchor).interval;
+    assert_eq!(
+        internal.lo - utc.lo,
+        Nanos(NS_PER_S),
+        "UTC is one second behind the leap-free count: {m:?}"
+    );
+}

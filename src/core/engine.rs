@@ -7,9 +7,10 @@
 //! reads a clock or touches a socket; randomness (request nonces) is passed in.
 
 use super::estimator::{Assumptions, Estimator, Round, Timetable};
+use super::leap::LeapState;
 use super::model::{Model, Status};
 use super::packet::{Leap, BUILD_PIVOT, HEADER_LEN};
-use super::sample::SampleParams;
+use super::sample::{Sample, SampleParams};
 use super::source::{PollConfig, Rejected, Source};
 use super::time::{Interval, Nanos, Rate, RefTime, Steady};
 
@@ -129,7 +130,8 @@ pub struct Engine {
     pivot: RefTime,
     last_realtime: Option<(Steady, RefTime)>,
     steps: u64,
-    leap: Vec<Leap>,
+    leap_bits: Vec<Leap>,
+    leap: LeapState,
 }
 
 impl Engine {
@@ -144,7 +146,8 @@ impl Engine {
             pivot: BUILD_PIVOT,
             last_realtime: None,
             steps: 0,
-            leap: vec![Leap::None; sources],
+            leap_bits: vec![Leap::None; sources],
+            leap: LeapState::new(sources),
         }
     }
 
@@ -166,6 +169,11 @@ impl Engine {
     /// Bound violations counted.
     pub fn violations(&self) -> u64 {
         self.estimator.violations()
+    }
+
+    /// The leap-second state.
+    pub fn leap_state(&self) -> &LeapState {
+        &self.leap
     }
 
     /// REALTIME steps counted.
@@ -220,9 +228,24 @@ impl Engine {
             return Err(Rejected::Unexpected);
         };
         let sample = src.handle_reply(bytes, sent_at, received_at, self.pivot, &self.cfg.sample)?;
-        self.leap[source] = sample.leap;
         self.pivot = sample.bound.lo.max(self.pivot);
-        self.round(received_at);
+        let model_then = self
+            .estimator
+            .model()
+            .map(|m| m.interval_at(sample.at).interval);
+        let bound = self.leap.to_internal(source, sample.bound, model_then);
+        src.filter.push(Sample { bound, ..sample });
+        self.leap_bits[source] = sample.leap;
+        let round = self.round(received_at);
+        if let (Ok(sel), Some(m)) = (round.selection, self.estimator.model()) {
+            let bits: Vec<Option<Leap>> = (0..self.sources.len())
+                .map(|i| (self.used[i] && !self.falseticker[i]).then_some(self.leap_bits[i]))
+                .collect();
+            let iv = m.utc_at(received_at).interval;
+            let utc_now = RefTime(iv.lo.0 + (iv.hi.0 - iv.lo.0) / 2);
+            self.leap.observe(&bits, sel.k, sel.f, utc_now);
+        }
+        self.estimator.set_utc(self.leap.mapping());
         let mut out = vec![Action::Publish(self.model().copied())];
         if let Some(t) = self.poll_timeout() {
             out.push(Action::WakeAt(t));
@@ -279,7 +302,7 @@ impl Engine {
         }
         self.last_realtime = Some((now, realtime));
         let offset = self.model().map(|m| {
-            let iv = m.interval_at(now).interval;
+            let iv = m.utc_at(now).interval;
             let mid = RefTime(iv.lo.0 + (iv.hi.0 - iv.lo.0) / 2);
             (realtime - mid, iv.half_width_ceil())
         });
@@ -287,7 +310,7 @@ impl Engine {
     }
 
     /// Each source's newest sample.
-    pub fn latest_samples(&self) -> Vec<Option<super::sample::Sample>> {
+    pub fn latest_samples(&self) -> Vec<Option<Sample>> {
         self.sources
             .iter()
             .map(|s| s.filter.latest().copied())

@@ -167,6 +167,13 @@ impl Estimator {
         self.model.as_ref()
     }
 
+    /// Set the UTC mapping of the current model (leap seconds).
+    pub fn set_utc(&mut self, utc: super::leap::UtcMapping) {
+        if let Some(m) = &mut self.model {
+            m.utc = utc;
+        }
+    }
+
     /// Bound violations counted so far.
     pub fn violations(&self) -> u64 {
         self.violations
@@ -308,6 +315,7 @@ impl Estimator {
                 .last_majority
                 .map_or(now, |t| t.plus(tt.free_run_after)),
             void_after: now.plus(tt.holdover),
+            utc: self.model.map(|m| m.utc).unwrap_or_default(),
         };
         model.void_after = model.widens_past(tt.max_half_width, tt.holdover);
         model.sync_until = model.sync_until.min(model.void_after);

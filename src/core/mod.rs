@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod estimator;
 pub mod filter;
+pub mod leap;
 pub mod model;
 pub mod packet;
 pub mod sample;

@@ -20,6 +20,7 @@
 //! This module never reads a clock; it must stay a pure function of its inputs
 //! because the shared-memory reader runs exactly this code.
 
+use super::leap::UtcMapping;
 use super::time::{
     mul_div_ceil, mul_div_floor, rate_spread_ceil, Interval, Nanos, Rate, Steady, RATE_ONE,
 };
@@ -152,6 +153,8 @@ pub struct Model {
     pub sync_until: Steady,
     /// The model reads as `Unknown` after this instant.
     pub void_after: Steady,
+    /// How the internal (leap-free) timescale maps to UTC.
+    pub utc: UtcMapping,
 }
 
 /// An interval read from the model, with its status.
@@ -169,6 +172,16 @@ impl Model {
         Reading {
             interval: self.ageing.age(self.bound, self.anchor, x),
             status: self.status_at(x),
+        }
+    }
+
+    /// The UTC (Unix time) view of the interval at `x`: exact away from a
+    /// leap second, the hull of both readings across one.
+    pub fn utc_at(&self, x: Steady) -> Reading {
+        let r = self.interval_at(x);
+        Reading {
+            interval: self.utc.to_utc(r.interval),
+            status: r.status,
         }
     }
 
@@ -259,6 +272,7 @@ mod tests {
             status: Status::Synchronized,
             sync_until: Steady(2_000),
             void_after: Steady(3_000),
+            utc: UtcMapping::default(),
         };
         let r = m.interval_at(Steady(1_000));
         assert_eq!(r.interval, m.bound);

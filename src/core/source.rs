@@ -88,7 +88,7 @@ pub struct Source {
     backoff: u32,
     stopped: Option<KissCode>,
     reach: u8,
-    /// Recent samples.
+    /// Recent samples (the engine pushes them, on the internal timescale).
     pub filter: Filter,
     /// The last reason a reply was refused.
     pub last_error: Option<Rejected>,
@@ -244,7 +244,6 @@ impl Source {
         self.misses = 0;
         self.backoff = 0;
         self.last_error = None;
-        self.filter.push(s);
         Ok(s)
     }
 }

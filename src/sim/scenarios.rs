@@ -2,7 +2,8 @@
 //! `cargo run --release --example simulate -- --json`.
 
 use super::world::{
-    run, Behaviour, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario, ServerSpec,
+    run, Behaviour, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario,
+    ServerSpec,
 };
 use crate::core::engine::EngineConfig;
 use crate::core::model::Status;
@@ -36,6 +37,7 @@ fn base(name: &'static str, servers: Vec<ServerSpec>, hours: f64) -> Scenario {
         engine: EngineConfig::with_poll(Nanos::from_secs(16)),
         check_every_ns: S,
         fault_at_ns: None,
+        leap: None,
     }
 }
 
@@ -128,6 +130,17 @@ pub fn all(hours: f64) -> Vec<Scenario> {
 
     let mut s = base("clocksource_switch", honest(4), long);
     s.events = vec![(H, LocalEvent::ClocksourceSwitch(40.0))];
+    v.push(s);
+
+    // A leap second inserted at 1 h, announced 30 min before; one server
+    // applies it 30 s late, another announces a deletion nobody else does.
+    let mut s = base("leap_second", honest(5), long);
+    s.leap = Some(LeapSpec {
+        at_ns: H,
+        announce_ns: H / 2,
+        late: Some((3, 30 * S)),
+        bogus_announcer: Some(4),
+    });
     v.push(s);
 
     // Outside the assumptions: must be detected.

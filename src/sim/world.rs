@@ -162,6 +162,19 @@ pub enum LocalEvent {
     FrequencyStep(f64),
 }
 
+/// A leap second inserted at the end of a UTC day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeapSpec {
+    /// Steady instant (ns) of the UTC midnight where the leap happens.
+    pub at_ns: i64,
+    /// Servers announce it this long before (ns).
+    pub announce_ns: i64,
+    /// A server that applies it late, and by how much (ns).
+    pub late: Option<(usize, i64)>,
+    /// A server that announces a deletion nobody else does.
+    pub bogus_announcer: Option<usize>,
+}
+
 /// A whole scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -185,6 +198,8 @@ pub struct Scenario {
     pub check_every_ns: i64,
     /// Instant of the fault that must be detected (outside assumptions).
     pub fault_at_ns: Option<i64>,
+    /// A leap second, if any.
+    pub leap: Option<LeapSpec>,
 }
 
 /// Figures of one run.
@@ -305,13 +320,23 @@ pub struct World<'a> {
     start_true: i128,
     rate_limit: i128,
     wander: i128,
+    /// The leap instant on the true (leap-free) timescale.
+    leap_true: Option<i128>,
 }
 
 impl<'a> World<'a> {
     /// A world for `sc` with random seed `seed`.
     pub fn new(sc: &'a Scenario, seed: u64) -> World<'a> {
         let mut rng = Rng::new(seed);
-        let start_true = 1_800_000_000 * NS_PER_S + rng.below(NS_PER_S as u64) as i128;
+        let mut start_true = 1_800_000_000 * NS_PER_S + rng.below(NS_PER_S as u64) as i128;
+        if let Some(l) = &sc.leap {
+            // Put a UTC midnight at steady instant l.at_ns (true time runs
+            // within 200 ppm of steady time: align to within a few ms, then
+            // the world reads the leap instant from T(at_ns) exactly).
+            let day = 86_400 * NS_PER_S;
+            let midnight = (start_true.div_euclid(day) + 1) * day;
+            start_true = midnight - l.at_ns as i128;
+        }
         let r0 = (rng.symmetric(1.0) * sc.osc.initial_ppm * 1e6) as i128;
         let wander = (sc.engine.assumptions.wander.0 as f64 * sc.osc.wander_fraction) as i128;
         let seg = Segment {
@@ -349,6 +374,10 @@ impl<'a> World<'a> {
             start_true,
             rate_limit: sc.engine.assumptions.phi_hw.0 * 9 / 10,
             wander,
+            leap_true: sc.leap.map(|_| {
+                let day = 86_400 * NS_PER_S;
+                (start_true.div_euclid(day) + 1) * day
+            }),
         };
         w.push(0, Kind::Wake);
         w.push(0, Kind::Slope);
@@ -503,6 +532,26 @@ impl<'a> World<'a> {
         }
     }
 
+    /// A server's leap handling: its readings `t2`, `t3` on the leap-free
+    /// timescale become UTC (one second behind once it applied the leap);
+    /// the leap bit is set while it is announced and not yet applied.
+    fn apply_leap(&self, src: usize, t2: i128, t3: i128) -> (Leap, i128, i128) {
+        let (Some(spec), Some(at)) = (self.sc.leap, self.leap_true) else {
+            return (Leap::None, t2, t3);
+        };
+        let late = spec.late.filter(|l| l.0 == src).map_or(0, |l| l.1 as i128);
+        let applies_at = at + late;
+        let utc = |t: i128| if t >= applies_at { t - NS_PER_S } else { t };
+        let bit = if spec.bogus_announcer == Some(src) {
+            Leap::Delete // a wrong leap bit; its time is right
+        } else if t3 >= at - spec.announce_ns as i128 && t3 < applies_at {
+            Leap::Insert
+        } else {
+            Leap::None
+        };
+        (bit, utc(t2), utc(t3))
+    }
+
     fn fuzz(&mut self, t: i128, precision: i8) -> NtpTimestamp {
         let rho = crate::core::packet::log2_to_nanos_ceil(precision).0.max(1);
         let f = self.rng.below(rho as u64) as i128;
@@ -520,9 +569,10 @@ impl<'a> World<'a> {
         let (t2, _) = self.server_time(src, x, t2_true);
         let (t3, reftime) = self.server_time(src, x + hold, t3_true);
         let spec = self.servers[src].spec;
+        let (leap_bit, t2, t3) = self.apply_leap(src, t2, t3);
         let (t2f, t3f) = (self.fuzz(t2, spec.precision), self.fuzz(t3, spec.precision));
         let reply = Packet {
-            leap: Leap::None,
+            leap: leap_bit,
             version: 4,
             mode: MODE_SERVER,
             stratum: spec.stratum,
@@ -668,7 +718,18 @@ impl<'a> World<'a> {
         let iv = reading.interval;
         self.stats.intervals += 1;
         self.stats.by_status[status as usize] += 1;
-        if !iv.contains(truth) {
+        let utc_ok = match self.leap_true {
+            Some(at) => {
+                let truth_utc = if truth.0 >= at {
+                    truth.0 - NS_PER_S
+                } else {
+                    truth.0
+                };
+                model.utc_at(now).interval.contains(RefTime(truth_utc))
+            }
+            None => true,
+        };
+        if !iv.contains(truth) || !utc_ok {
             self.stats.violations += 1;
             if status == Status::Synchronized {
                 self.stats.violations_synchronized += 1;
