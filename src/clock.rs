@@ -2,9 +2,11 @@
 //! kernel's time status (`adjtimex`, read-only: `modes = 0`, it never sets
 //! anything). Everything else takes instants as arguments.
 
-use crate::core::time::{Nanos, RefTime, Steady, NS_PER_S};
+use crate::core::time::{Nanos, RefTime, Steady};
 
-fn read(clock: libc::clockid_t) -> i128 {
+/// Nanoseconds of `clock` (i64: good until the year 2262).
+#[inline(always)]
+fn read(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -12,27 +14,32 @@ fn read(clock: libc::clockid_t) -> i128 {
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     debug_assert_eq!(rc, 0, "clock_gettime({clock}) failed");
-    ts.tv_sec as i128 * NS_PER_S + ts.tv_nsec as i128
+    ts.tv_sec
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec)
 }
 
 /// CLOCK_MONOTONIC_RAW: the steady timeline (never slewed or stepped).
+#[inline]
 pub fn raw() -> Steady {
-    Steady(read(libc::CLOCK_MONOTONIC_RAW) as i64)
+    Steady(read(libc::CLOCK_MONOTONIC_RAW))
 }
 
 /// CLOCK_MONOTONIC, in ns.
+#[inline]
 pub fn monotonic_ns() -> i64 {
-    read(libc::CLOCK_MONOTONIC) as i64
+    read(libc::CLOCK_MONOTONIC)
 }
 
 /// CLOCK_BOOTTIME, in ns.
+#[inline]
 pub fn boottime_ns() -> i64 {
-    read(libc::CLOCK_BOOTTIME) as i64
+    read(libc::CLOCK_BOOTTIME)
 }
 
 /// CLOCK_REALTIME as Unix ns.
 pub fn realtime() -> RefTime {
-    RefTime(read(libc::CLOCK_REALTIME))
+    RefTime(read(libc::CLOCK_REALTIME) as i128)
 }
 
 /// A REALTIME reading paired with the steady instant it was taken at.
@@ -140,7 +147,7 @@ mod tests {
         assert!(b >= a);
         let p = paired_realtime();
         assert!(p.span.0 >= 0 && p.span < Nanos::from_millis(10));
-        assert!(p.realtime.0 > 1_600_000_000 * NS_PER_S);
+        assert!(p.realtime.0 > 1_600_000_000 * crate::core::time::NS_PER_S);
         let (off, span) = boot_offset();
         assert!(off >= -span && span >= 0);
         let k = kernel_status().expect("read-only adjtimex works");

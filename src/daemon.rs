@@ -140,7 +140,8 @@ fn writable_dir(dir: &Path) -> bool {
 }
 
 /// Per-user fallbacks for a user who cannot write /run or /var/lib.
-fn user_runtime_dir() -> PathBuf {
+/// The per-user runtime directory (used when /run is not writable).
+pub fn user_runtime_dir() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("skewd-{}", uid())))
@@ -247,6 +248,9 @@ fn save_drift(dir: &Path, rate: Rate) {
 
 /// How often the engine task re-reads local clocks and refreshes readers.
 const REFRESH: Duration = Duration::from_millis(500);
+/// Readers of the shared memory see `unknown` this long after the daemon's
+/// last refresh (a killed or frozen daemon).
+pub const SHM_GRACE: Nanos = Nanos::from_secs(3);
 /// A BOOTTIME - MONOTONIC change beyond this (plus read spans) is a suspend.
 const SUSPEND_THRESHOLD_NS: i64 = 1_000_000;
 
@@ -260,6 +264,8 @@ pub struct Agent {
     boot_offset: (i64, i64),
     clocksource: Option<String>,
     last_drift_save: Steady,
+    shm: Option<crate::shm::Writer>,
+    boot_id: String,
 }
 
 impl Agent {
@@ -277,7 +283,22 @@ impl Agent {
                 engine.set_rate_hint(rate);
             }
         }
+        let shm = match crate::shm::Writer::create(&opts.shm_path) {
+            Ok(w) => {
+                tracing::info!("publishing to shared memory at {}", opts.shm_path.display());
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "shared memory disabled: cannot create {}: {e}",
+                    opts.shm_path.display()
+                );
+                None
+            }
+        };
         Agent {
+            shm,
+            boot_id: clock::boot_id().unwrap_or_default(),
             engine,
             slots: opts.servers.iter().cloned().map(Slot::new).collect(),
             shared,
@@ -350,6 +371,23 @@ impl Agent {
             })
             .collect();
         let status_without_model = e.status_at(now);
+        if let Some(w) = &self.shm {
+            // A dead or frozen daemon must show as a status change within
+            // SHM_GRACE, not as a model that stays "synchronized".
+            let m = model.map(|mut m| {
+                m.void_after = m.void_after.min(now.plus(SHM_GRACE));
+                m.sync_until = m.sync_until.min(m.void_after);
+                m
+            });
+            w.publish(&crate::shm::Published {
+                epoch: 0,
+                model: m,
+                status: status_without_model,
+                offs_boot_ns: self.boot_offset.0,
+                clocksource: self.clocksource.clone().unwrap_or_default(),
+                boot_id: self.boot_id.clone(),
+            });
+        }
         let steps = e.steps();
         let violations = e.violations();
         self.shared.set(|s| {

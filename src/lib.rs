@@ -8,6 +8,7 @@
 //! The one promise: every interval skewd hands out contains true time under
 //! the stated assumptions, and is as narrow as the evidence allows.
 
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod core;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod httpc;
 pub mod metrics;
 pub mod net;
+pub mod shm;
 pub mod sim;
 pub mod snapshot;
 pub mod wait;

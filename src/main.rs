@@ -1,8 +1,9 @@
 //! `skewd`: the agent and its command-line tools. CLI parsing, config
 //! loading, logging and runtime start only; the work lives in the library.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use skewd::client::{Clock, Mode};
 use skewd::config::{FileConfig, DEFAULT_LISTEN};
 use skewd::daemon::{Agent, RunOptions, Shared};
 use std::io::IsTerminal;
@@ -45,14 +46,18 @@ enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration)]
         poll: Option<Duration>,
     },
-    /// Print the interval [earliest, latest] that contains true time now.
+    /// Print the interval [earliest, latest] that contains true time now
+    /// (read from shared memory).
     Now {
         /// JSON output.
         #[arg(long)]
         json: bool,
-        /// The agent's HTTP address.
-        #[arg(long, default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        /// Fast mode: one clock read, no suspend check.
+        #[arg(long)]
+        fast: bool,
+        /// The shared-memory segment.
+        #[arg(long, value_name = "PATH")]
+        shm: Option<PathBuf>,
     },
     /// Print the agent's status and sources.
     Status {
@@ -67,24 +72,24 @@ enum Cmd {
     WaitUntil {
         /// Unix time in nanoseconds.
         unix_ns: i64,
-        /// Give up after this long (at most 10s).
+        /// Give up after this long.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
-        /// The agent's HTTP address.
-        #[arg(long, default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        /// The shared-memory segment.
+        #[arg(long, value_name = "PATH")]
+        shm: Option<PathBuf>,
     },
     /// Pick a timestamp and return once it is surely in the past.
     CommitWait {
         /// JSON output.
         #[arg(long)]
         json: bool,
-        /// Give up after this long (at most 10s).
+        /// Give up after this long.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
-        /// The agent's HTTP address.
-        #[arg(long, default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        /// The shared-memory segment.
+        #[arg(long, value_name = "PATH")]
+        shm: Option<PathBuf>,
     },
     /// Validate a config file.
     CheckConfig {
@@ -163,15 +168,25 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             run(opts)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Now { json, listen } => {
-            let r = get(listen, "GET", "/v1/now", Duration::from_secs(5))?;
+        Cmd::Now { json, fast, shm } => {
+            let mode = if fast { Mode::Fast } else { Mode::Strict };
+            let clock = Clock::open_with(&shm_path(shm), mode)?;
+            let t = clock.now()?;
+            let out = serde_json::json!({
+                "earliest_ns": t.earliest_ns,
+                "latest_ns": t.latest_ns,
+                "epsilon_ns": t.epsilon_ns(),
+                "status": t.status.as_str(),
+            });
             if json {
-                println!("{}", r.body.trim());
+                println!("{out}");
             } else {
-                let v: serde_json::Value = serde_json::from_str(&r.body)?;
                 println!(
                     "earliest {}  latest {}  epsilon {} ns  status {}",
-                    v["earliest_ns"], v["latest_ns"], v["epsilon_ns"], v["status"]
+                    t.earliest_ns,
+                    t.latest_ns,
+                    t.epsilon_ns(),
+                    t.status.as_str()
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -188,46 +203,39 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::WaitUntil {
             unix_ns,
             timeout,
-            listen,
+            shm,
         } => {
-            if timeout > skewd::http::MAX_WAIT {
-                bail!("--timeout: at most {:?}", skewd::http::MAX_WAIT);
-            }
-            let path = format!(
-                "/v1/wait?until={unix_ns}&timeout_ms={}",
-                timeout.as_millis()
-            );
-            let r = get(listen, "GET", &path, timeout + Duration::from_secs(5))?;
-            if r.code != 200 {
-                bail!("{}", r.body.trim());
-            }
+            let clock = Clock::open(&shm_path(shm))?;
+            clock.wait_until(unix_ns, timeout, None)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::CommitWait {
-            json,
-            timeout,
-            listen,
-        } => {
-            if timeout > skewd::http::MAX_WAIT {
-                bail!("--timeout: at most {:?}", skewd::http::MAX_WAIT);
-            }
-            let path = format!("/v1/commit-wait?timeout_ms={}", timeout.as_millis());
-            let r = get(listen, "POST", &path, timeout + Duration::from_secs(5))?;
-            if r.code != 200 {
-                bail!("{}", r.body.trim());
-            }
+        Cmd::CommitWait { json, timeout, shm } => {
+            let clock = Clock::open(&shm_path(shm))?;
+            let c = clock.commit_wait(timeout, None)?;
             if json {
-                println!("{}", r.body.trim());
+                println!("{}", serde_json::to_string(&c)?);
             } else {
-                let v: serde_json::Value = serde_json::from_str(&r.body)?;
                 println!(
                     "timestamp {} is in the past (waited {} ns, epsilon {} ns)",
-                    v["timestamp_ns"], v["waited_ns"], v["epsilon_ns"]
+                    c.timestamp_ns, c.waited_ns, c.epsilon_ns
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The segment path: the flag, else the default, else the per-user fallback
+/// the agent uses when it cannot write /run.
+fn shm_path(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = flag {
+        return p;
+    }
+    let default = PathBuf::from(skewd::config::DEFAULT_SHM);
+    if default.exists() {
+        return default;
+    }
+    skewd::daemon::user_runtime_dir().join("clock")
 }
 
 fn print_status(body: &str) -> anyhow::Result<()> {

@@ -60,8 +60,15 @@ impl Status {
         Status::Disrupted,
     ];
     /// Decode the `repr(u8)` value (shared memory); unknown values map to `None`.
+    #[inline]
     pub fn from_u8(v: u8) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| *s as u8 == v)
+        match v {
+            0 => Some(Status::Unknown),
+            1 => Some(Status::Synchronized),
+            2 => Some(Status::FreeRunning),
+            3 => Some(Status::Disrupted),
+            _ => None,
+        }
     }
 }
 
@@ -135,6 +142,99 @@ impl Ageing {
         let lo = bound.lo + Nanos(d + mul_div_floor(self.rate.0, d, RATE_ONE)) - s;
         let hi = bound.hi + Nanos(d + mul_div_ceil(self.rate.0, d, RATE_ONE)) + s;
         Interval { lo, hi }
+    }
+}
+
+/// `ceil(x * 2^k / den)` for x >= 0, saturating at i64::MAX.
+fn q_ceil(x: i128, k: u32, den: i128) -> i64 {
+    mul_div_ceil(x.max(0), 1i128 << k, den).min(i64::MAX as i128) as i64
+}
+
+/// A model's ageing for reads at or after its anchor, precomputed in fixed
+/// point so a read needs three multiplies and shifts (no 128-bit division).
+/// For `Delta >= 0` and rate evidence ending at or before the anchor,
+/// `spread = min(Delta * (a1 + a2*Delta), hw*Delta)` with
+/// `a1 = phi + D*(anchor - r_i)`, `a2 = D/2`, `hw = |R| + phi_hw` (the
+/// exact formula of [`Ageing::spread`] specialised). Every coefficient and
+/// product is rounded outward, plus 2 ns of slack; the crossover `cross_d`
+/// only picks which of the two terms to use, and either term alone bounds
+/// the minimum, so the result always contains the exact one (tested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FastForm {
+    /// floor(R * 2^64 / 10^12).
+    pub rate_lo_q: i64,
+    /// ceil(a1 * 2^64 / 10^12).
+    pub a1_q: i64,
+    /// ceil(D * 2^96 / (2 * 10^21)): a2 in units of 2^-96 per ns^2.
+    pub a2_q: i64,
+    /// ceil((|R| + phi_hw) * 2^64 / 10^12).
+    pub hw_q: i64,
+    /// Beyond this Delta the hardware term is the smaller one.
+    pub cross_d: i64,
+}
+
+impl FastForm {
+    /// The fast form of `m`, when it applies.
+    pub fn of(m: &Model) -> Option<FastForm> {
+        let a = &m.ageing;
+        let hw = a.rate.0.abs() + a.phi_hw.0;
+        // a1 in parts per 10^21 (ppt * 10^9) so D * W is not rounded to a
+        // whole ppt before it is multiplied by Delta.
+        let (a1_fine, a2_q) = match a.evidence {
+            Some((ri, rj)) if rj <= m.anchor && ri <= rj => {
+                let w = m.anchor.since(ri).0;
+                let a1 = a
+                    .phi
+                    .0
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(a.wander.0.saturating_mul(w));
+                (a1, q_ceil(a.wander.0, 96, 2 * RATE_ONE * 1_000_000_000))
+            }
+            Some(_) => return None,
+            None => (hw.saturating_mul(1_000_000_000), 0),
+        };
+        let a1_q = q_ceil(a1_fine, 64, RATE_ONE * 1_000_000_000);
+        let hw_q = q_ceil(hw, 64, RATE_ONE);
+        let cross_d = if a2_q > 0 {
+            ((((hw_q as i128) - (a1_q as i128)).max(0) << 32) / a2_q as i128).min(i64::MAX as i128)
+                as i64
+        } else if a1_q <= hw_q {
+            i64::MAX
+        } else {
+            0
+        };
+        let f = FastForm {
+            rate_lo_q: mul_div_floor(a.rate.0, 1 << 64, RATE_ONE)
+                .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            a1_q,
+            a2_q,
+            hw_q,
+            cross_d,
+        };
+        (f.a1_q < i64::MAX && f.hw_q < i64::MAX && f.a2_q < i64::MAX).then_some(f)
+    }
+
+    /// `[lo, hi]` at `delta >= 0` ns after an anchor bounded by `[lo0, hi0]`.
+    #[inline]
+    pub fn bound_at(&self, lo0: i128, hi0: i128, delta: i64) -> (i128, i128) {
+        let d = delta.max(0) as u64;
+        let up = |v: u128, k: u32| (v >> k) + u128::from(v & ((1u128 << k) - 1) != 0);
+        let spread = if delta <= self.cross_d {
+            // Delta * (a1 + a2 * Delta): two 64x64->128 multiplies.
+            let slope = up(self.a2_q as u64 as u128 * d as u128, 32)
+                .saturating_add(self.a1_q as u64 as u128);
+            up(
+                u64::try_from(slope).unwrap_or(u64::MAX) as u128 * d as u128,
+                64,
+            )
+        } else {
+            up(self.hw_q as u64 as u128 * d as u128, 64)
+        } as i128
+            + 2;
+        // rate_hi_q <= rate_lo_q + 1, so ceil(R*d) <= floor(rate_lo_q*d/2^64) + 2.
+        let r = (self.rate_lo_q as i128 * d as i128) >> 64;
+        let d = d as i128;
+        (lo0 + d + r - spread, hi0 + d + r + 2 + spread)
     }
 }
 
@@ -258,6 +358,43 @@ mod tests {
             h.spread(Steady(0), Steady(NS_PER_S as i64)),
             Nanos::from_micros(200)
         );
+    }
+
+    proptest::proptest! {
+        /// The fixed-point fast form always contains the exact interval and
+        /// is at most a few ns wider.
+        #[test]
+        fn fast_form_contains_exact(
+            rate in -200_000_000i128..200_000_000,
+            phi in 1_000_000i128..200_000_000,
+            wander in 0i128..1_000_000,
+            span in 1i64..2_000_000_000_000,
+            back in 0i64..1_000_000_000_000,
+            delta in 0i64..10_000_000_000_000,
+            evidence: bool,
+        ) {
+            let anchor = Steady(5_000_000_000_000);
+            let m = Model {
+                anchor,
+                bound: Interval { lo: RefTime(1_000), hi: RefTime(50_000) },
+                ageing: Ageing {
+                    rate: Rate(rate),
+                    phi: Rate(phi),
+                    evidence: evidence.then(|| (anchor.plus(Nanos(-(back + span) as i128)), anchor.plus(Nanos(-back as i128)))),
+                    wander: Rate(wander),
+                    phi_hw: Rate::from_ppm(200),
+                },
+                status: Status::Synchronized,
+                sync_until: anchor,
+                void_after: anchor,
+                utc: UtcMapping::default(),
+            };
+            let f = FastForm::of(&m).unwrap();
+            let exact = m.interval_at(anchor.plus(Nanos(delta as i128))).interval;
+            let (lo, hi) = f.bound_at(1_000, 50_000, delta);
+            proptest::prop_assert!(lo <= exact.lo.0 && hi >= exact.hi.0, "{lo} {hi} vs {exact:?}");
+            proptest::prop_assert!(exact.lo.0 - lo <= 8 && hi - exact.hi.0 <= 10, "{lo} {hi} vs {exact:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! Bench support: a segment with a realistic synchronized model.
+#![allow(missing_docs, reason = "bench helpers")]
+#![allow(dead_code, reason = "each bench uses a subset")]
+//! A segment with a realistic synchronized model, published by an in-process
+//! writer, for the benches (no daemon needed).
+
+use skewd::clock;
+use skewd::core::leap::UtcMapping;
+use skewd::core::model::{Ageing, Model, Status};
+use skewd::core::time::{Interval, Nanos, Rate, RefTime};
+use skewd::shm::{Published, Writer};
+use std::path::PathBuf;
+
+pub fn segment(tag: &str) -> (Writer, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("skewd-bench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clock");
+    let w = Writer::create(&path).unwrap();
+    let p = clock::paired_realtime();
+    let anchor = p.steady;
+    let model = Model {
+        anchor,
+        bound: Interval {
+            lo: p.realtime - Nanos::from_micros(40),
+            hi: p.realtime + Nanos::from_micros(40),
+        },
+        ageing: Ageing {
+            rate: Rate::from_ppb(1234),
+            phi: Rate::from_ppm(1),
+            evidence: Some((anchor.plus(Nanos::from_secs(-200)), anchor)),
+            wander: Rate::from_ppb(20),
+            phi_hw: Rate::from_ppm(200),
+        },
+        status: Status::Synchronized,
+        sync_until: anchor.plus(Nanos::from_secs(3600)),
+        void_after: anchor.plus(Nanos::from_secs(3600)),
+        utc: UtcMapping::default(),
+    };
+    let (offs, _) = clock::boot_offset();
+    w.publish(&Published {
+        epoch: 0,
+        model: Some(model),
+        status: Status::Synchronized,
+        offs_boot_ns: offs,
+        clocksource: clock::clocksource().unwrap_or_default(),
+        boot_id: String::new(),
+    });
+    let _ = RefTime(0);
+    (w, path)
+}

@@ -1,0 +1,348 @@
+//! What applications link: the interval from shared memory at about the
+//! cost of the clock reads themselves, TrueTime's `after` / `before`, and
+//! commit-wait.
+//!
+//! ```no_run
+//! let clock = skewd::client::Clock::open(std::path::Path::new("/run/skewd/clock"))?;
+//! let t = clock.now()?;                 // t.earliest_ns <= true time <= t.latest_ns
+//! let s = clock.commit_wait(std::time::Duration::from_secs(1), None)?;
+//! // s.timestamp_ns is now surely in the past
+//! # Ok::<(), skewd::client::ClientError>(())
+//! ```
+//!
+//! `now()` is lock-free, allocation-free and makes no system call beyond
+//! the vDSO clock reads. **Strict** mode (the default) reads
+//! CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME and checks that
+//! BOOTTIME - MONOTONIC still equals what the daemon saw: a suspend since the
+//! anchor (which freezes MONOTONIC_RAW while true time goes on) is caught on
+//! the read itself. **Fast** mode ([`Clock::open_fast`]) reads
+//! MONOTONIC_RAW alone: it gives up that check, so after a suspend it can
+//! return a too-early interval until the daemon notices (within its refresh
+//! period, 0.5 s). Use it only on hosts that never suspend (servers, VMs
+//! without suspend).
+
+use crate::clock;
+use crate::core::model::Status;
+use crate::core::time::{Nanos, Steady};
+use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL};
+use crate::shm::{Reader, ShmError};
+use crate::wait::{next_step, CommitWait, Observation, Step, WaitError};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A suspend-check mismatch up to this much is absorbed into epsilon; more
+/// means the host slept since the anchor: [`ClientError::Interrupted`].
+pub const SUSPEND_TOLERANCE_NS: i64 = 1_000_000;
+
+/// Strict reads retried this often before a mismatch counts as a suspend.
+const STRICT_TRIES: u32 = 4;
+
+/// Why `now()` gives no interval.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The segment cannot be used.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+    /// The daemon has no model (status given).
+    #[error("no clock model yet (status {})", .0.as_str())]
+    NoModel(Status),
+    /// The host was suspended since the anchor; the daemon will rebuild.
+    #[error("the host was suspended since the last update ({0} ns); retry shortly")]
+    Interrupted(i64),
+    /// A wait did not finish.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+}
+
+/// An interval that contains true time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeInterval {
+    /// True time (Unix ns, UTC) is not before this.
+    pub earliest_ns: i64,
+    /// True time (Unix ns, UTC) is not after this.
+    pub latest_ns: i64,
+    /// What the interval is good for.
+    pub status: Status,
+    /// The same bounds on the leap-free timescale commit-wait uses (equal to
+    /// the UTC ones unless a leap second passed while the daemon ran).
+    pub leapfree: (i64, i64),
+}
+
+impl TimeInterval {
+    /// Half the width, rounded up.
+    pub fn epsilon_ns(&self) -> i64 {
+        let w = self.latest_ns.saturating_sub(self.earliest_ns);
+        w / 2 + w % 2
+    }
+}
+
+/// Read mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Three clock reads and the suspend check (default).
+    Strict,
+    /// MONOTONIC_RAW alone; see the module docs for what it gives up.
+    Fast,
+}
+
+/// A handle on the daemon's segment. `Send + Sync`; share it freely.
+#[derive(Debug)]
+pub struct Clock {
+    reader: Reader,
+    mode: Mode,
+    clamp: bool,
+    last_earliest: AtomicI64,
+    last_epoch: AtomicU64,
+}
+
+fn clamp64(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+impl Clock {
+    /// Open the segment in strict mode.
+    pub fn open(path: &Path) -> Result<Clock, ClientError> {
+        Clock::open_with(path, Mode::Strict)
+    }
+
+    /// Open the segment in fast mode (one clock read; no suspend check).
+    pub fn open_fast(path: &Path) -> Result<Clock, ClientError> {
+        Clock::open_with(path, Mode::Fast)
+    }
+
+    /// Open with an explicit mode.
+    pub fn open_with(path: &Path, mode: Mode) -> Result<Clock, ClientError> {
+        Ok(Clock {
+            reader: Reader::open(path)?,
+            mode,
+            clamp: false,
+            last_earliest: AtomicI64::new(i64::MIN),
+            last_epoch: AtomicU64::new(0),
+        })
+    }
+
+    /// Never return an `earliest` below one already returned for the same
+    /// daemon start (true time is monotone). Costs one atomic per read.
+    pub fn with_monotonic_earliest(mut self, on: bool) -> Clock {
+        self.clamp = on;
+        self
+    }
+
+    /// One clock read in the configured mode: the steady instant and the
+    /// extra uncertainty the strict suspend check found.
+    #[inline]
+    fn clock_read(&self, offs_boot: i64) -> Result<(Steady, i64), ClientError> {
+        match self.mode {
+            Mode::Fast => Ok((clock::raw(), 0)),
+            Mode::Strict => {
+                // A preemption between the reads looks like a suspend: retry
+                // a few times before calling it one.
+                let mut drift = 0;
+                for _ in 0..STRICT_TRIES {
+                    let mono = clock::monotonic_ns();
+                    let raw = clock::raw();
+                    let boot = clock::boottime_ns();
+                    drift = (boot - mono - offs_boot).abs();
+                    if drift <= SUSPEND_TOLERANCE_NS {
+                        return Ok((raw, drift));
+                    }
+                }
+                Err(ClientError::Interrupted(drift))
+            }
+        }
+    }
+
+    /// The interval that contains true time now.
+    #[inline]
+    pub fn now(&self) -> Result<TimeInterval, ClientError> {
+        let f = self.reader.read_fast()?;
+        if f.flags & FLAG_MODEL == 0 {
+            return Err(ClientError::NoModel(
+                Status::from_u8(f.status as u8).unwrap_or(Status::Unknown),
+            ));
+        }
+        let (at, extra) = self.clock_read(f.offs_boot)?;
+        let mut t = if f.flags & (FLAG_FAST | FLAG_LEAP) == FLAG_FAST && at.0 >= f.anchor {
+            // Hot path: multiplies and shifts only.
+            let (lo, hi) = f.form.bound_at(f.lo as i128, f.hi as i128, at.0 - f.anchor);
+            let lo = clamp64(lo).saturating_sub(extra);
+            let hi = clamp64(hi).saturating_add(extra);
+            let status = if at.0 > f.void_after {
+                Status::Unknown
+            } else {
+                match Status::from_u8(f.status as u8) {
+                    Some(Status::Synchronized) if at.0 > f.sync_until => Status::FreeRunning,
+                    Some(s) => s,
+                    None => Status::Unknown,
+                }
+            };
+            TimeInterval {
+                earliest_ns: lo.saturating_sub(f.utc_offset),
+                latest_ns: hi.saturating_sub(f.utc_offset),
+                status,
+                leapfree: (lo, hi),
+            }
+        } else {
+            // Before the anchor, around a leap, or no fast form: the exact
+            // model (a second seqlock read; the model may have moved on, and
+            // any published model read at any instant is sound).
+            let (model, status, _, _) = self.reader.read_model()?;
+            let model = model.ok_or(ClientError::NoModel(status))?;
+            let r = model.interval_at(at);
+            let extra = Nanos(extra as i128);
+            let leapfree = r.interval.widen(extra, extra);
+            let utc = model.utc.to_utc(leapfree);
+            TimeInterval {
+                earliest_ns: clamp64(utc.lo.0),
+                latest_ns: clamp64(utc.hi.0),
+                status: r.status,
+                leapfree: (clamp64(leapfree.lo.0), clamp64(leapfree.hi.0)),
+            }
+        };
+        if self.clamp {
+            let epoch = f.epoch;
+            if self.last_epoch.swap(epoch, Ordering::Relaxed) == epoch {
+                let prev = self
+                    .last_earliest
+                    .fetch_max(t.earliest_ns, Ordering::Relaxed);
+                t.earliest_ns = t.earliest_ns.max(prev).min(t.latest_ns);
+            } else {
+                self.last_earliest.store(t.earliest_ns, Ordering::Relaxed);
+            }
+        }
+        Ok(t)
+    }
+
+    fn observe(&self) -> Result<Observation, WaitError> {
+        match self.now() {
+            Ok(t) => Ok(Observation {
+                earliest_ns: Some(t.leapfree.0 as i128),
+                epsilon_ns: Some(t.epsilon_ns() as i128),
+                status: t.status,
+            }),
+            Err(ClientError::NoModel(s)) => Ok(Observation {
+                earliest_ns: None,
+                epsilon_ns: None,
+                status: s,
+            }),
+            Err(ClientError::Interrupted(_)) => Ok(Observation {
+                earliest_ns: None,
+                epsilon_ns: None,
+                status: Status::Disrupted,
+            }),
+            Err(e) => Err(WaitError::Read(e.to_string())),
+        }
+    }
+
+    /// TrueTime's `TT.after(t)`: true time is surely after `t_ns`.
+    pub fn after(&self, t_ns: i64) -> Result<bool, ClientError> {
+        Ok(self.now()?.leapfree.0 > t_ns)
+    }
+
+    /// TrueTime's `TT.before(t)`: true time is surely before `t_ns`.
+    pub fn before(&self, t_ns: i64) -> Result<bool, ClientError> {
+        Ok(self.now()?.leapfree.1 < t_ns)
+    }
+
+    /// Block until `t_ns` (leap-free Unix ns) is surely in the past, or fail
+    /// at `timeout` (also while unsynchronized or above `max_epsilon_ns`).
+    pub fn wait_until(
+        &self,
+        t_ns: i64,
+        timeout: Duration,
+        max_epsilon_ns: Option<i64>,
+    ) -> Result<(), ClientError> {
+        crate::wait::wait_blocking(
+            || self.observe(),
+            t_ns as i128,
+            timeout,
+            max_epsilon_ns.map(i128::from),
+        )?;
+        Ok(())
+    }
+
+    /// Spanner's commit-wait: pick `s = now().latest`, return once
+    /// `now().earliest > s`.
+    pub fn commit_wait(
+        &self,
+        timeout: Duration,
+        max_epsilon_ns: Option<i64>,
+    ) -> Result<CommitWait, ClientError> {
+        let start = std::time::Instant::now();
+        let (s, eps) = self.choose(timeout, max_epsilon_ns, || {
+            std::thread::sleep(Duration::from_millis(1))
+        })?;
+        let left = timeout.saturating_sub(start.elapsed());
+        self.wait_until(s, left, max_epsilon_ns)?;
+        Ok(CommitWait {
+            timestamp_ns: s,
+            waited_ns: start.elapsed().as_nanos() as i64,
+            epsilon_ns: eps,
+        })
+    }
+
+    /// Pick the timestamp: the latest bound of a usable reading.
+    fn choose(
+        &self,
+        timeout: Duration,
+        max_epsilon_ns: Option<i64>,
+        mut pause: impl FnMut(),
+    ) -> Result<(i64, i64), ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let o = self.observe()?;
+            if let Ok(t) = self.now() {
+                let eps = t.epsilon_ns();
+                if crate::wait::usable(t.status) && max_epsilon_ns.is_none_or(|c| eps <= c) {
+                    return Ok((t.leapfree.1, eps));
+                }
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if let Step::Fail(e) = next_step(&o, i128::MAX, left, max_epsilon_ns.map(i128::from)) {
+                return Err(e.into());
+            }
+            pause();
+        }
+    }
+
+    /// Async `wait_until` (tokio).
+    pub async fn wait_until_async(
+        &self,
+        t_ns: i64,
+        timeout: Duration,
+        max_epsilon_ns: Option<i64>,
+    ) -> Result<(), ClientError> {
+        crate::wait::wait_async(
+            || self.observe(),
+            t_ns as i128,
+            timeout,
+            max_epsilon_ns.map(i128::from),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Async commit-wait (tokio).
+    pub async fn commit_wait_async(
+        &self,
+        timeout: Duration,
+        max_epsilon_ns: Option<i64>,
+    ) -> Result<CommitWait, ClientError> {
+        let start = std::time::Instant::now();
+        let (s, eps) = loop {
+            match self.choose(Duration::ZERO, max_epsilon_ns, || {}) {
+                Ok(v) => break v,
+                Err(e) if start.elapsed() >= timeout => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        let left = timeout.saturating_sub(start.elapsed());
+        self.wait_until_async(s, left, max_epsilon_ns).await?;
+        Ok(CommitWait {
+            timestamp_ns: s,
+            waited_ns: start.elapsed().as_nanos() as i64,
+            epsilon_ns: eps,
+        })
+    }
+}

@@ -1,0 +1,394 @@
+//! The shared-memory segment that apps read without locks or system calls:
+//! layout ([`layout`]), the daemon's writer and the readers' seqlock read.
+//!
+//! All of the crate's `unsafe` for shared memory lives here. The segment is a
+//! file (default `/run/skewd/clock`, mode 0644: any local user reads it, only
+//! the daemon writes it) mapped by both sides; it survives daemon restarts,
+//! so readers keep their mapping, and the daemon resets it when it starts.
+
+pub mod layout;
+
+use crate::core::leap::UtcMapping;
+use crate::core::model::FastForm;
+use crate::core::model::{Ageing, Model, Status};
+use crate::core::time::{Interval, Nanos, Rate, RefTime, Steady};
+use layout::{
+    pack, unpack, Segment, FLAG_EVIDENCE, FLAG_FAST, FLAG_LEAP, FLAG_MODEL, MAGIC, SEGMENT_SIZE,
+    VERSION,
+};
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::atomic::{fence, Ordering};
+
+/// Why a segment cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    /// The file could not be opened or mapped.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is shorter than the layout.
+    #[error("segment is truncated: {0} bytes, need {SEGMENT_SIZE}")]
+    Truncated(u64),
+    /// Not a skewd segment.
+    #[error("not a skewd segment (bad magic)")]
+    BadMagic,
+    /// A layout this reader does not know.
+    #[error("segment layout version {found}, this reader knows {VERSION}")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// The writer stayed mid-update (killed while writing, or stalled): the
+    /// daemon resets the segment when it starts.
+    #[error("the writer is mid-update (killed while writing?); restart the daemon")]
+    MidWrite,
+}
+
+/// What one consistent read of the segment holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Random per daemon start.
+    pub epoch: u64,
+    /// The model, if any.
+    pub model: Option<Model>,
+    /// The status when there is no model.
+    pub status: Status,
+    /// BOOTTIME - MONOTONIC when written.
+    pub offs_boot_ns: i64,
+    /// Clocksource name.
+    pub clocksource: String,
+    /// Boot id prefix.
+    pub boot_id: String,
+}
+
+fn clamp64(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// The daemon's side.
+#[derive(Debug)]
+pub struct Writer {
+    map: memmap2::MmapMut,
+}
+
+impl Writer {
+    /// Create (or reopen) the segment at `path` and reset it: a writer killed
+    /// mid-update leaves the generation odd; this makes it even again and
+    /// marks "no model" until the first publish.
+    pub fn create(path: &Path) -> std::io::Result<Writer> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        if f.metadata()?.len() != SEGMENT_SIZE as u64 {
+            f.set_len(SEGMENT_SIZE as u64)?;
+        }
+        // SAFETY: the file is SEGMENT_SIZE bytes long and only this daemon
+        // writes it (mode 0644, owned by the daemon's user); other processes
+        // only read through atomics, so a shared mutable mapping is fine.
+        let map = unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f)? };
+        let w = Writer { map };
+        let s = w.seg();
+        let g = s.generation.load(Ordering::Relaxed);
+        let g = if g % 2 == 1 { g + 1 } else { g };
+        s.generation.store(g + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        s.magic.store(MAGIC, Ordering::Relaxed);
+        s.version.store(VERSION, Ordering::Relaxed);
+        s.size.store(SEGMENT_SIZE as u32, Ordering::Relaxed);
+        s.epoch.store(rand::random(), Ordering::Relaxed);
+        s.flags.store(0, Ordering::Relaxed);
+        s.status.store(Status::Unknown as u32, Ordering::Relaxed);
+        s.generation.store(g + 2, Ordering::Release);
+        Ok(w)
+    }
+
+    fn seg(&self) -> &Segment {
+        // SAFETY: the mapping is SEGMENT_SIZE bytes, page-aligned (so aligned
+        // for Segment), lives as long as `self`, and every bit pattern is a
+        // valid Segment (all fields are integer atomics).
+        unsafe { &*(self.map.as_ptr() as *const Segment) }
+    }
+
+    /// Publish one snapshot (one seqlock write).
+    pub fn publish(&self, p: &Published) {
+        let s = self.seg();
+        let g = s.generation.load(Ordering::Relaxed);
+        s.generation.store(g.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let r = Ordering::Relaxed;
+        let mut flags = 0;
+        match &p.model {
+            Some(m) => {
+                flags |= FLAG_MODEL;
+                s.status.store(m.status as u32, r);
+                s.anchor_ns.store(m.anchor.0, r);
+                // Outward: floor the lower end, ceil the upper end.
+                s.bound_lo_ns.store(clamp64(m.bound.lo.0), r);
+                s.bound_hi_ns.store(clamp64(m.bound.hi.0), r);
+                s.rate_ppt.store(clamp64(m.ageing.rate.0), r);
+                s.phi_ppt.store(clamp64(m.ageing.phi.0), r);
+                if let Some((a, b)) = m.ageing.evidence {
+                    flags |= FLAG_EVIDENCE;
+                    s.evidence_from_ns.store(a.0, r);
+                    s.evidence_to_ns.store(b.0, r);
+                }
+                s.wander_ppt_per_s.store(clamp64(m.ageing.wander.0), r);
+                s.phi_hw_ppt.store(clamp64(m.ageing.phi_hw.0), r);
+                s.sync_until_ns.store(m.sync_until.0, r);
+                s.void_after_ns.store(m.void_after.0, r);
+                s.utc_offset_ns.store(clamp64(m.utc.offset.0), r);
+                if let Some(f) = FastForm::of(m) {
+                    flags |= FLAG_FAST;
+                    let v = [f.rate_lo_q, f.a1_q, f.a2_q, f.hw_q, f.cross_d];
+                    for (a, x) in s.fast.iter().zip(v) {
+                        a.store(x, r);
+                    }
+                }
+                if let Some((at, d)) = m.utc.leap {
+                    flags |= FLAG_LEAP;
+                    s.leap_at_ns.store(clamp64(at.0), r);
+                    s.leap_delta_ns.store(clamp64(d.0), r);
+                }
+            }
+            None => s.status.store(p.status as u32, r),
+        }
+        s.flags.store(flags, r);
+        s.offs_boot_ns.store(p.offs_boot_ns, r);
+        for (a, v) in s.clocksource.iter().zip(pack::<4>(&p.clocksource)) {
+            a.store(v, r);
+        }
+        for (a, v) in s.boot_id.iter().zip(pack::<2>(&p.boot_id)) {
+            a.store(v, r);
+        }
+        s.generation.store(g.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Begin an update and never finish it (tests: a writer killed mid-write).
+    pub fn abandon_mid_write(&self) {
+        let s = self.seg();
+        let g = s.generation.load(Ordering::Relaxed);
+        s.generation.store(g | 1, Ordering::Release);
+    }
+}
+
+/// The hot-path fields of one consistent read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastRead {
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Status as stored.
+    pub status: u32,
+    /// Anchor (RAW ns).
+    pub anchor: i64,
+    /// Lower bound at the anchor.
+    pub lo: i64,
+    /// Upper bound at the anchor.
+    pub hi: i64,
+    /// Fast form (valid when `flags & FLAG_FAST`).
+    pub form: FastForm,
+    /// Synchronized until.
+    pub sync_until: i64,
+    /// Void after.
+    pub void_after: i64,
+    /// Leap-free minus UTC.
+    pub utc_offset: i64,
+    /// BOOTTIME - MONOTONIC when written.
+    pub offs_boot: i64,
+    /// Daemon start epoch.
+    pub epoch: u64,
+}
+
+/// The readers' side: a read-only mapping.
+#[derive(Debug)]
+pub struct Reader {
+    map: memmap2::Mmap,
+}
+
+/// Seqlock retries before a read reports [`ShmError::MidWrite`]. A publish
+/// takes well under a microsecond, so this only trips on a dead writer.
+pub const MAX_RETRIES: u32 = 10_000;
+
+impl Reader {
+    /// Map the segment at `path` read-only and check its header.
+    pub fn open(path: &Path) -> Result<Reader, ShmError> {
+        let open_err = |source| ShmError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let f = std::fs::File::open(path).map_err(open_err)?;
+        let len = f.metadata().map_err(open_err)?.len();
+        if len < SEGMENT_SIZE as u64 {
+            return Err(ShmError::Truncated(len));
+        }
+        // SAFETY: read-only mapping of at least SEGMENT_SIZE bytes; the file
+        // is only ever grown to exactly SEGMENT_SIZE by the daemon, and we
+        // only access it through atomic loads.
+        let map =
+            unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map(&f) }.map_err(open_err)?;
+        let r = Reader { map };
+        let s = r.seg();
+        if s.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(ShmError::BadMagic);
+        }
+        let v = s.version.load(Ordering::Relaxed);
+        if v != VERSION || s.size.load(Ordering::Relaxed) != SEGMENT_SIZE as u32 {
+            return Err(ShmError::Version { found: v });
+        }
+        Ok(r)
+    }
+
+    /// The mapped segment.
+    pub fn seg(&self) -> &Segment {
+        // SAFETY: as in Writer::seg; the mapping is read-only, and atomic
+        // loads of lock-free integers up to 64 bits on read-only memory are
+        // permitted (std::sync::atomic, "Atomic accesses to read-only memory").
+        unsafe { &*(self.map.as_ptr() as *const Segment) }
+    }
+
+    /// One consistent snapshot (seqlock, bounded retries).
+    pub fn read(&self) -> Result<Published, ShmError> {
+        let s = self.seg();
+        for _ in 0..MAX_RETRIES {
+            let g1 = s.generation.load(Ordering::Acquire);
+            if g1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let p = Self::fields(s);
+            fence(Ordering::Acquire);
+            if s.generation.load(Ordering::Relaxed) == g1 {
+                return Ok(p);
+            }
+        }
+        Err(ShmError::MidWrite)
+    }
+
+    /// The few fields the hot path of `now()` needs (one seqlock read).
+    #[inline]
+    pub fn read_fast(&self) -> Result<FastRead, ShmError> {
+        let s = self.seg();
+        let r = Ordering::Relaxed;
+        for _ in 0..MAX_RETRIES {
+            let g1 = s.generation.load(Ordering::Acquire);
+            if g1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let f = FastRead {
+                flags: s.flags.load(r),
+                status: s.status.load(r),
+                anchor: s.anchor_ns.load(r),
+                lo: s.bound_lo_ns.load(r),
+                hi: s.bound_hi_ns.load(r),
+                form: FastForm {
+                    rate_lo_q: s.fast[0].load(r),
+                    a1_q: s.fast[1].load(r),
+                    a2_q: s.fast[2].load(r),
+                    hw_q: s.fast[3].load(r),
+                    cross_d: s.fast[4].load(r),
+                },
+                sync_until: s.sync_until_ns.load(r),
+                void_after: s.void_after_ns.load(r),
+                utc_offset: s.utc_offset_ns.load(r),
+                offs_boot: s.offs_boot_ns.load(r),
+                epoch: s.epoch.load(r),
+            };
+            fence(Ordering::Acquire);
+            if s.generation.load(Ordering::Relaxed) == g1 {
+                return Ok(f);
+            }
+        }
+        Err(ShmError::MidWrite)
+    }
+
+    /// Just the model and offs_boot (the hot path of `now()`).
+    #[inline]
+    pub fn read_model(&self) -> Result<(Option<Model>, Status, i64, u64), ShmError> {
+        let s = self.seg();
+        for _ in 0..MAX_RETRIES {
+            let g1 = s.generation.load(Ordering::Acquire);
+            if g1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let flags = s.flags.load(Ordering::Relaxed);
+            let status =
+                Status::from_u8(s.status.load(Ordering::Relaxed) as u8).unwrap_or(Status::Unknown);
+            let model = (flags & FLAG_MODEL != 0).then(|| Self::model(s, flags, status));
+            let offs = s.offs_boot_ns.load(Ordering::Relaxed);
+            let epoch = s.epoch.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if s.generation.load(Ordering::Relaxed) == g1 {
+                return Ok((model, status, offs, epoch));
+            }
+        }
+        Err(ShmError::MidWrite)
+    }
+
+    #[inline]
+    fn model(s: &Segment, flags: u32, status: Status) -> Model {
+        let r = Ordering::Relaxed;
+        let evidence = (flags & FLAG_EVIDENCE != 0).then(|| {
+            (
+                Steady(s.evidence_from_ns.load(r)),
+                Steady(s.evidence_to_ns.load(r)),
+            )
+        });
+        let leap = (flags & FLAG_LEAP != 0).then(|| {
+            (
+                RefTime(s.leap_at_ns.load(r) as i128),
+                Nanos(s.leap_delta_ns.load(r) as i128),
+            )
+        });
+        Model {
+            anchor: Steady(s.anchor_ns.load(r)),
+            bound: Interval {
+                lo: RefTime(s.bound_lo_ns.load(r) as i128),
+                hi: RefTime(s.bound_hi_ns.load(r) as i128),
+            },
+            ageing: Ageing {
+                rate: Rate(s.rate_ppt.load(r) as i128),
+                phi: Rate(s.phi_ppt.load(r) as i128),
+                evidence,
+                wander: Rate(s.wander_ppt_per_s.load(r) as i128),
+                phi_hw: Rate(s.phi_hw_ppt.load(r) as i128),
+            },
+            status,
+            sync_until: Steady(s.sync_until_ns.load(r)),
+            void_after: Steady(s.void_after_ns.load(r)),
+            utc: UtcMapping {
+                offset: Nanos(s.utc_offset_ns.load(r) as i128),
+                leap,
+            },
+        }
+    }
+
+    fn fields(s: &Segment) -> Published {
+        let r = Ordering::Relaxed;
+        let flags = s.flags.load(r);
+        let status = Status::from_u8(s.status.load(r) as u8).unwrap_or(Status::Unknown);
+        let cs: Vec<u64> = s.clocksource.iter().map(|a| a.load(r)).collect();
+        let bi: Vec<u64> = s.boot_id.iter().map(|a| a.load(r)).collect();
+        Published {
+            epoch: s.epoch.load(r),
+            model: (flags & FLAG_MODEL != 0).then(|| Self::model(s, flags, status)),
+            status,
+            offs_boot_ns: s.offs_boot_ns.load(r),
+            clocksource: unpack(&cs),
+            boot_id: unpack(&bi),
+        }
+    }
+}
