@@ -1,0 +1,309 @@
+//! Shared memory: torn reads across processes, bad segments, and the CLI read
+//! path against a running agent (alive, frozen by SIGSTOP, killed by -9).
+
+mod common;
+use common::*;
+use skewd::client::{ClientError, Clock};
+use skewd::core::leap::UtcMapping;
+use skewd::core::model::{Ageing, Model, Status};
+use skewd::core::time::{Interval, Nanos, Rate, RefTime, Steady};
+use skewd::shm::{Published, Reader, ShmError, Writer};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A snapshot whose every field is derived from `c`, so a torn read shows.
+fn derived(c: i64) -> Published {
+    Published {
+        epoch: 0,
+        model: Some(Model {
+            anchor: Steady(c),
+            bound: Interval {
+                lo: RefTime(3 * c as i128),
+                hi: RefTime(3 * c as i128 + 1000),
+            },
+            ageing: Ageing {
+                rate: Rate((c % 1000) as i128),
+                phi: Rate((c % 1000 + 1) as i128),
+                evidence: Some((Steady(c - 10), Steady(c - 5))),
+                wander: Rate(20_000),
+                phi_hw: Rate(200_000_000),
+            },
+            status: Status::Synchronized,
+            sync_until: Steady(c + 5),
+            void_after: Steady(c + 7),
+            utc: UtcMapping::default(),
+        }),
+        status: Status::Synchronized,
+        offs_boot_ns: -c,
+        clocksource: format!("cs{}", c % 97),
+        boot_id: format!("b{}", c % 89),
+    }
+}
+
+fn consistent(p: &Published) -> bool {
+    let Some(m) = &p.model else { return false };
+    let c = m.anchor.0;
+    *p == Published {
+        epoch: p.epoch,
+        ..derived(c)
+    }
+}
+
+/// Child roles, re-executed from this test binary.
+#[test]
+fn role_child() {
+    let Ok(role) = std::env::var("SKEWD_SHM_ROLE") else {
+        return;
+    };
+    let path = std::env::var("SKEWD_SHM_PATH").unwrap();
+    let until = Instant::now() + Duration::from_millis(2500);
+    match role.as_str() {
+        "writer" => {
+            let w = Writer::create(Path::new(&path)).unwrap();
+            let mut c = 1_000_000i64;
+            while Instant::now() < until {
+                w.publish(&derived(c));
+                c += 1;
+            }
+            println!("\nWRITES {c}");
+        }
+        "reader" => {
+            let r = Reader::open(Path::new(&path)).unwrap();
+            // torn: a read that returned Ok but mixes two snapshots (the bug
+            // this test hunts); busy: the bounded retries ran out while the
+            // writer kept rewriting (a clear error, never a wrong value).
+            let (mut ok, mut torn, mut busy, mut distinct, mut last) =
+                (0u64, 0u64, 0u64, 0u64, 0i64);
+            while Instant::now() < until {
+                match r.read() {
+                    Ok(p) if p.model.is_none() => {}
+                    Ok(p) if consistent(&p) => {
+                        ok += 1;
+                        let c = p.model.map_or(0, |m| m.anchor.0);
+                        if c != last {
+                            distinct += 1;
+                            last = c;
+                        }
+                    }
+                    Ok(_) => torn += 1,
+                    Err(_) => busy += 1,
+                }
+            }
+            println!("\nREADS ok={ok} torn={torn} busy={busy} distinct={distinct}");
+        }
+        _ => panic!("unknown role"),
+    }
+}
+
+fn spawn_role(role: &str, path: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["role_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("SKEWD_SHM_ROLE", role)
+        .env("SKEWD_SHM_PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn no_torn_reads_across_processes() {
+    let dir = temp_dir("torn");
+    let path = dir.join("clock");
+    drop(Writer::create(&path).unwrap()); // so readers can open at once
+    let writer = spawn_role("writer", &path);
+    let readers: Vec<_> = (0..2).map(|_| spawn_role("reader", &path)).collect();
+    let w = String::from_utf8(writer.wait_with_output().unwrap().stdout).unwrap();
+    let writes: i64 = w
+        .split("WRITES ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        writes > 1_100_000,
+        "writer published only {} times",
+        writes - 1_000_000
+    );
+    for r in readers {
+        let out = String::from_utf8(r.wait_with_output().unwrap().stdout).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.contains("READS"))
+            .expect("reader reported")
+            .to_owned();
+        eprintln!("{line}; writes {}", writes - 1_000_000);
+        let field = |k: &str| -> u64 {
+            line.split(&format!("{k}="))
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(field("torn"), 0, "torn reads: {line}");
+        assert!(field("ok") > 10_000 && field("distinct") > 20, "{line}");
+    }
+}
+
+#[test]
+fn bad_segments_give_clear_errors() {
+    let dir = temp_dir("bad");
+    let short = dir.join("short");
+    std::fs::write(&short, [0u8; 100]).unwrap();
+    assert!(matches!(
+        Reader::open(&short),
+        Err(ShmError::Truncated(100))
+    ));
+    let garbage = dir.join("garbage");
+    std::fs::write(&garbage, [0xabu8; 256]).unwrap();
+    assert!(matches!(Reader::open(&garbage), Err(ShmError::BadMagic)));
+    let missing = dir.join("missing");
+    assert!(matches!(
+        Clock::open(&missing),
+        Err(ClientError::Shm(ShmError::Open { .. }))
+    ));
+    // A future layout version.
+    let path = dir.join("v2");
+    drop(Writer::create(&path).unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        Reader::open(&path),
+        Err(ShmError::Version { found: 2 })
+    ));
+    // A writer killed mid-update: a clear error, and the next daemon start resets it.
+    let path = dir.join("mid");
+    let w = Writer::create(&path).unwrap();
+    w.publish(&derived(5_000));
+    w.abandon_mid_write();
+    let r = Reader::open(&path).unwrap();
+    assert!(matches!(r.read(), Err(ShmError::MidWrite)));
+    let c = Clock::open(&path).unwrap();
+    assert!(matches!(c.now(), Err(ClientError::Shm(ShmError::MidWrite))));
+    drop(Writer::create(&path).unwrap());
+    assert!(r.read().is_ok(), "reset by the next writer");
+    assert!(matches!(
+        c.now(),
+        Err(ClientError::NoModel(Status::Unknown))
+    ));
+    // The CLI says so, without a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .args(["now", "--shm"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad magic"));
+}
+
+fn cli_now(shm: &Path) -> (i128, serde_json::Value, i128) {
+    let before = realtime_ns();
+    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .args(["now", "--json", "--shm"])
+        .arg(shm)
+        .output()
+        .unwrap();
+    let after = realtime_ns();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (before, serde_json::from_slice(&out.stdout).unwrap(), after)
+}
+
+#[test]
+fn cli_read_path_alive_frozen_and_killed() {
+    let servers: Vec<FakeServer> = ["127.0.0.61", "127.0.0.62", "127.0.0.63"]
+        .iter()
+        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
+        .collect();
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let (agent, http) = start_agent("shm", &addrs, &["--poll", "1s"]);
+    let shm = std::env::temp_dir()
+        .join(format!("skewd-test-shm-{}", std::process::id()))
+        .join("clock");
+    assert!(wait_until(Duration::from_secs(15), || get_json(
+        http, "/v1/now"
+    )["status"]
+        == "synchronized"));
+
+    // Alive.
+    for _ in 0..20 {
+        let (b, v, a) = cli_now(&shm);
+        assert!(holds(b, &v, a), "{v}");
+        assert_eq!(v["status"], "synchronized");
+    }
+    // Commit-wait from the CLI.
+    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .args(["commit-wait", "--json", "--shm"])
+        .arg(&shm)
+        .output()
+        .unwrap();
+    let after = realtime_ns();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ts, waited, eps) = (
+        c["timestamp_ns"].as_i64().unwrap(),
+        c["waited_ns"].as_i64().unwrap(),
+        c["epsilon_ns"].as_i64().unwrap(),
+    );
+    assert!(after > ts as i128, "host clock {after} not past {ts}");
+    assert!(waited >= eps, "waited {waited} < epsilon {eps}");
+    assert!(waited < 5_000_000, "waited {waited} ns on loopback peers");
+
+    // Frozen for 5 s: still sound, wider, and unknown after the grace.
+    let (_, v0, _) = cli_now(&shm);
+    agent.signal(libc::SIGSTOP);
+    let t = Instant::now();
+    let mut last_eps = v0["epsilon_ns"].as_i64().unwrap();
+    let mut saw_unknown = false;
+    while t.elapsed() < Duration::from_secs(5) {
+        let (b, v, a) = cli_now(&shm);
+        assert!(holds(b, &v, a), "frozen daemon: {v}");
+        let e = v["epsilon_ns"].as_i64().unwrap();
+        assert!(
+            e >= last_eps,
+            "epsilon shrank without evidence: {e} < {last_eps}"
+        );
+        last_eps = e;
+        if v["status"] == "unknown" {
+            saw_unknown = true;
+            assert!(t.elapsed() > Duration::from_secs(2), "unknown too early");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        saw_unknown,
+        "a frozen daemon must show as unknown after its grace"
+    );
+    agent.signal(libc::SIGCONT);
+    assert!(wait_until(Duration::from_secs(5), || cli_now(&shm).1
+        ["status"]
+        == "synchronized"));
+
+    // Killed: the segment stays, the interval keeps holding and widening.
+    agent.signal(libc::SIGKILL);
+    let t = Instant::now();
+    let (_, v0, _) = cli_now(&shm);
+    while t.elapsed() < Duration::from_secs(4) {
+        let (b, v, a) = cli_now(&shm);
+        assert!(holds(b, &v, a), "killed daemon: {v}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, v1, _) = cli_now(&shm);
+    assert_eq!(v1["status"], "unknown", "{v1}");
+    assert!(v1["epsilon_ns"].as_i64() > v0["epsilon_ns"].as_i64());
+    drop(agent);
+}
