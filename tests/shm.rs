@@ -6,7 +6,7 @@ use common::*;
 use skewd::client::{ClientError, Clock};
 use skewd::core::leap::UtcMapping;
 use skewd::core::model::{Ageing, Model, Status};
-use skewd::core::time::{Interval, Nanos, Rate, RefTime, Steady};
+use skewd::core::time::{Interval, Rate, RefTime, Steady};
 use skewd::shm::{Published, Reader, ShmError, Writer};
 use std::path::Path;
 use std::process::Command;
