@@ -8,6 +8,7 @@ use crate::clock;
 use crate::config::{FileConfig, DEFAULT_LISTEN, DEFAULT_POOL, DEFAULT_SHM, DEFAULT_STATE_DIR};
 use crate::core::engine::{Action, Engine, EngineConfig};
 use crate::core::model::Status;
+use crate::core::sample::map_rx_stamp;
 use crate::core::time::{Nanos, Rate, Steady};
 use crate::net::{Incoming, Slot};
 use crate::snapshot::{Snapshot, SourceView};
@@ -300,7 +301,11 @@ impl Agent {
             shm,
             boot_id: clock::boot_id().unwrap_or_default(),
             engine,
-            slots: opts.servers.iter().cloned().map(Slot::new).collect(),
+            slots: opts
+                .servers
+                .iter()
+                .map(|n| Slot::new(n.clone(), opts.kernel_timestamps))
+                .collect(),
             shared,
             tx,
             state_dir: opts.state_dir.clone(),
@@ -488,7 +493,14 @@ impl Agent {
                         continue;
                     }
                     let Some(sent_at) = slot.sent_at else { continue };
-                    match self.engine.handle_reply(msg.slot, &msg.bytes[..msg.len], sent_at, msg.received_at) {
+                    // The kernel's stamp is closer to the wire; both are
+                    // upper bounds of the arrival, so the earlier one wins.
+                    let received_at = match (msg.kernel_stamp, slot.sent_pair) {
+                        (Some(k), Some(before)) => map_rx_stamp(k, before, msg.after, sent_at)
+                            .map_or(msg.received_at, |t| t.min(msg.received_at)),
+                        _ => msg.received_at,
+                    };
+                    match self.engine.handle_reply(msg.slot, &msg.bytes[..msg.len], sent_at, received_at) {
                         Ok(actions) => {
                             if let Some(w) = self.perform(actions) {
                                 wake = Some(w);

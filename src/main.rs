@@ -45,6 +45,9 @@ enum Cmd {
         /// Poll interval (e.g. 1s, 16s).
         #[arg(long, value_parser = humantime::parse_duration)]
         poll: Option<Duration>,
+        /// Use only userspace receive stamps (no SO_TIMESTAMPNS).
+        #[arg(long)]
+        no_kernel_timestamps: bool,
     },
     /// Print the interval [earliest, latest] that contains true time now
     /// (read from shared memory).
@@ -158,12 +161,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             shm,
             state_dir,
             poll,
+            no_kernel_timestamps,
         } => {
             init_logging();
-            let file = match &config {
+            let mut file = match &config {
                 Some(p) => FileConfig::load(p)?,
                 None => FileConfig::default(),
             };
+            if no_kernel_timestamps {
+                file.kernel_timestamps = Some(false);
+            }
             let opts = RunOptions::from_parts(file, servers, listen, shm, state_dir, poll)?;
             run(opts)?;
             Ok(ExitCode::SUCCESS)

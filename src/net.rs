@@ -5,9 +5,12 @@
 //! core's job; a connected socket already drops datagrams from other peers.
 
 use crate::clock;
-use crate::core::time::Steady;
+use crate::core::sample::ClockPair;
+use crate::core::time::{RefTime, Steady};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,6 +28,10 @@ pub struct Incoming {
     pub len: usize,
     /// Steady instant read right after `recv()` returned.
     pub received_at: Steady,
+    /// The kernel's receive stamp (REALTIME), when enabled and given.
+    pub kernel_stamp: Option<RefTime>,
+    /// A REALTIME/steady pair read right after `received_at`.
+    pub after: ClockPair,
 }
 
 /// One configured server and its socket.
@@ -40,6 +47,10 @@ pub struct Slot {
     pub generation: u64,
     /// Steady instant read just before the last `send()`.
     pub sent_at: Option<Steady>,
+    /// A REALTIME/steady pair read just before that.
+    pub sent_pair: Option<ClockPair>,
+    /// Ask the kernel for receive timestamps (SO_TIMESTAMPNS).
+    pub kernel_timestamps: bool,
     /// Steady instant of the last resolution attempt.
     pub resolved_at: Option<Steady>,
 }
@@ -71,9 +82,11 @@ pub async fn resolve(name: &str) -> std::io::Result<SocketAddr> {
 
 impl Slot {
     /// An unresolved slot.
-    pub fn new(name: String) -> Slot {
+    pub fn new(name: String, kernel_timestamps: bool) -> Slot {
         Slot {
             name,
+            sent_pair: None,
+            kernel_timestamps,
             address: None,
             socket: None,
             task: None,
@@ -101,6 +114,7 @@ impl Slot {
         };
         let sock = UdpSocket::bind(bind).await?;
         sock.connect(addr).await?;
+        let stamps = self.kernel_timestamps && enable_rx_timestamps(&sock).is_ok();
         let sock = Arc::new(sock);
         if let Some(t) = self.task.take() {
             t.abort();
@@ -111,15 +125,30 @@ impl Slot {
         self.task = Some(tokio::spawn(async move {
             let mut buf = [0u8; 128];
             loop {
-                match rx_sock.recv(&mut buf).await {
-                    Ok(len) => {
+                let got = if stamps {
+                    let fd = rx_sock.as_raw_fd();
+                    rx_sock
+                        .async_io(Interest::READABLE, || recv_with_stamp(fd, &mut buf))
+                        .await
+                } else {
+                    rx_sock.recv(&mut buf).await.map(|n| (n, None))
+                };
+                match got {
+                    Ok((len, kernel_stamp)) => {
                         let received_at = clock::raw();
+                        let p = clock::paired_realtime();
                         let msg = Incoming {
                             slot,
                             generation,
                             bytes: buf,
                             len,
                             received_at,
+                            kernel_stamp,
+                            after: ClockPair {
+                                steady: p.steady,
+                                realtime: p.realtime,
+                                span: p.span,
+                            },
                         };
                         if tx.send(msg).await.is_err() {
                             return;
@@ -141,13 +170,78 @@ impl Slot {
         let Some(sock) = &self.socket else {
             return false;
         };
+        let p = clock::paired_realtime();
         let t1 = clock::raw();
         match sock.try_send(packet) {
             Ok(_) => {
                 self.sent_at = Some(t1);
+                self.sent_pair = Some(ClockPair {
+                    steady: p.steady,
+                    realtime: p.realtime,
+                    span: p.span,
+                });
                 true
             }
             Err(_) => false,
         }
     }
+}
+
+/// Ask the kernel to stamp received datagrams with REALTIME (SO_TIMESTAMPNS).
+fn enable_rx_timestamps(sock: &UdpSocket) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket fd, a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// One non-blocking `recvmsg`, returning the datagram length and the
+/// kernel's SCM_TIMESTAMPNS stamp if present.
+fn recv_with_stamp(fd: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Option<RefTime>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 16]; // 128 bytes, 8-aligned: room for a timespec cmsg
+                                  // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: fd is a valid socket; msg points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: msg was filled by recvmsg; CMSG_* walk only within msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: c is a valid cmsghdr inside the control buffer.
+        let h = unsafe { &*c };
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+            // SAFETY: the kernel wrote a timespec as this cmsg's data; it may
+            // be unaligned, so read it unaligned.
+            let ts: libc::timespec = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            stamp = Some(RefTime(
+                ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128,
+            ));
+        }
+        // SAFETY: as above.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    Ok((n as usize, stamp))
 }

@@ -187,3 +187,108 @@ mod tests {
         );
     }
 }
+
+/// A REALTIME reading paired with the steady instant it was taken at (the
+/// midpoint of a steady bracket of width `span`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockPair {
+    /// Steady instant (midpoint of the bracket).
+    pub steady: Steady,
+    /// REALTIME at that instant.
+    pub realtime: RefTime,
+    /// Width of the steady bracket around the REALTIME read.
+    pub span: Nanos,
+}
+
+/// REALTIME may run faster or slower than MONOTONIC_RAW by up to 10 %
+/// (adjtimex tick adjustments; frequency and slew add far less).
+pub const REALTIME_RATE_BOUND: Rate = Rate(100_000_000_000);
+
+/// Map a kernel receive stamp (REALTIME, taken when the datagram arrived)
+/// onto the steady timeline as an instant no earlier than the arrival, using
+/// clock pairs read before the request was sent and after `recv()`.
+///
+/// Returns `None` (use the userspace stamp) when REALTIME moved against the
+/// steady clock between the two pairs by more than its rate bound allows (a
+/// step), or when the mapped instant is not inside `(sent_at, after]`.
+pub fn map_rx_stamp(
+    stamp: RefTime,
+    before: ClockPair,
+    after: ClockPair,
+    sent_at: Steady,
+) -> Option<Steady> {
+    let off_b = before.realtime.0 - before.steady.0 as i128;
+    let off_a = after.realtime.0 - after.steady.0 as i128;
+    let elapsed = after.steady.since(before.steady);
+    let allowed =
+        rate_spread_ceil(REALTIME_RATE_BOUND, elapsed).0 + before.span.0 + after.span.0 + 1_000;
+    if (off_a - off_b).abs() > allowed || elapsed.0 < 0 {
+        return None; // REALTIME was stepped during the exchange
+    }
+    let est = stamp.0 - off_a; // steady instant of the arrival, up to the error below
+    let age = after.steady.0 as i128 - est;
+    if age < 0 {
+        return None;
+    }
+    // REALTIME's offset from steady at the arrival differs from off_a by at
+    // most the rate bound over `age`, plus half the bracket.
+    let err = rate_spread_ceil(REALTIME_RATE_BOUND, Nanos(age)).0 + (after.span.0 + 1) / 2 + 1;
+    let t4 = est + err;
+    (t4 > sent_at.0 as i128 && t4 <= after.steady.0 as i128 + after.span.0)
+        .then(|| Steady(t4.min(i64::MAX as i128) as i64))
+}
+
+#[cfg(test)]
+mod rx_tests {
+    use super::*;
+
+    fn pair(steady: i64, off: i128) -> ClockPair {
+        ClockPair {
+            steady: Steady(steady),
+            realtime: RefTime(steady as i128 + off),
+            span: Nanos(40),
+        }
+    }
+
+    #[test]
+    fn maps_to_no_earlier_than_arrival() {
+        let off = 1_700_000_000_000_000_000i128;
+        // arrival at steady 1_000_000, read 30 us later
+        let t4 = map_rx_stamp(
+            RefTime(1_000_000 + off),
+            pair(900_000, off),
+            pair(1_030_000, off),
+            Steady(900_100),
+        )
+        .unwrap();
+        assert!(
+            t4.0 >= 1_000_000 && t4.0 < 1_000_000 + 3_100 + 100,
+            "{t4:?}"
+        );
+    }
+
+    #[test]
+    fn a_step_during_the_exchange_falls_back() {
+        let off = 1_700_000_000_000_000_000i128;
+        let stepped = off + 5_000_000;
+        assert_eq!(
+            map_rx_stamp(
+                RefTime(1_000_000 + stepped),
+                pair(900_000, off),
+                pair(1_030_000, stepped),
+                Steady(900_100)
+            ),
+            None
+        );
+        // a stamp "from before the send" (bogus) falls back too
+        assert_eq!(
+            map_rx_stamp(
+                RefTime(800_000 + off),
+                pair(900_000, off),
+                pair(1_030_000, off),
+                Steady(900_100)
+            ),
+            None
+        );
+    }
+}
