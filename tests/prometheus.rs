@@ -1,0 +1,189 @@
+//! End to end with a real Prometheus server: three agents on loopback sync
+//! to real chronyd servers; one runs under libfaketime with its system clock
+//! 200 ms ahead. The skew alert must fire for exactly that instance, the
+//! fleet-skew alert must fire, and nothing may fire for the healthy ones.
+//! The shipped rules are loaded with their `for:` durations shortened to 5 s
+//! (the only change), so the test takes seconds rather than minutes.
+
+mod common;
+use common::*;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn libfaketime() -> Option<PathBuf> {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+        "/usr/lib/faketime",
+    ] {
+        let p = PathBuf::from(dir).join("libfaketimeMT.so.1");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn agent(tag: &str, servers: &[SocketAddr], fake_offset: Option<&str>) -> (Guard, SocketAddr) {
+    let dir = temp_dir(tag);
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
+    cmd.args([
+        "run",
+        "--poll",
+        "1s",
+        "--listen",
+        &listen.to_string(),
+        "--shm",
+    ])
+    .arg(dir.join("clock"))
+    .arg("--state-dir")
+    .arg(&dir);
+    for s in servers {
+        cmd.arg("--server").arg(s.to_string());
+    }
+    if let Some(off) = fake_offset {
+        // Kernel receive stamps are not faked: use userspace stamps only.
+        cmd.arg("--no-kernel-timestamps")
+            .env("LD_PRELOAD", libfaketime().expect("libfaketime"))
+            .env("FAKETIME", off)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()));
+    let g = Guard {
+        child: cmd.spawn().unwrap(),
+        name: tag.into(),
+    };
+    assert!(wait_until(Duration::from_secs(10), || get(
+        listen, "/healthz"
+    )
+    .is_some()));
+    (g, listen)
+}
+
+#[test]
+fn skew_and_fleet_skew_alerts_fire_for_the_faked_host_only() {
+    if !(need("chronyd") && need("prometheus") && need("faketime")) {
+        return;
+    }
+    let dir = temp_dir("prom");
+    let mut guards = Vec::new();
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    for ip in ["127.0.0.91", "127.0.0.92", "127.0.0.93"] {
+        let port = free_udp_port(ip);
+        guards.push(chrony_server(&dir, ip, port));
+        servers.push(format!("{ip}:{port}").parse().unwrap());
+    }
+    for s in &servers {
+        assert!(wait_until(Duration::from_secs(20), || ntp_query(*s)
+            .is_some_and(|st| st < 16)));
+    }
+    let (a, a_addr) = agent("prom-a", &servers, None);
+    let (b, b_addr) = agent("prom-b", &servers, None);
+    let (c, c_addr) = agent("prom-c", &servers, Some("+0.2"));
+    for addr in [a_addr, b_addr, c_addr] {
+        assert!(
+            wait_until(Duration::from_secs(15), || get_json(addr, "/v1/status")
+                ["offset_ns"]
+                .is_i64()),
+            "agent {addr} never reported its skew"
+        );
+    }
+    let skew_c = get_json(c_addr, "/v1/status")["offset_ns"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        (skew_c - 200_000_000).abs() < 10_000_000,
+        "faked agent's skew {skew_c}"
+    );
+
+    // The shipped rules, `for:` shortened.
+    let rules = std::fs::read_to_string(format!("{ROOT}/dashboards/skewd-rules.yml")).unwrap();
+    let short: String = rules
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("for: ") {
+                format!("{}for: 5s", &l[..l.len() - l.trim_start().len()])
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("rules.yml"), short).unwrap();
+    let prom_port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: skewd\n    static_configs:\n      - targets: ['{a_addr}', '{b_addr}', '{c_addr}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = Guard {
+        child: Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start prometheus"),
+        name: "prometheus".into(),
+    };
+    let prom_addr: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+
+    let firing = || -> Vec<(String, String)> {
+        let Some((200, body)) = get(prom_addr, "/api/v1/alerts") else {
+            return vec![];
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["alerts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|x| x["state"] == "firing")
+                    .map(|x| {
+                        (
+                            x["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
+                            x["labels"]["instance"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let c_inst = c_addr.to_string();
+    let ok = wait_until(Duration::from_secs(60), || {
+        let f = firing();
+        f.contains(&("SkewdClockSkewHigh".into(), c_inst.clone()))
+            && f.iter().any(|x| x.0 == "SkewdFleetSkew")
+    });
+    let f = firing();
+    assert!(ok, "alerts firing: {f:?}");
+    // Let a few more evaluations pass, then nothing may fire for a or b.
+    std::thread::sleep(Duration::from_secs(6));
+    let f = firing();
+    eprintln!("firing: {f:?}");
+    for (name, inst) in &f {
+        assert!(
+            inst != &a_addr.to_string() && inst != &b_addr.to_string(),
+            "{name} fired for a healthy instance {inst}: {f:?}"
+        );
+    }
+    let skew: Vec<_> = f.iter().filter(|x| x.0 == "SkewdClockSkewHigh").collect();
+    assert_eq!(skew.len(), 1, "{f:?}");
+    drop((prom, a, b, c, guards));
+}
