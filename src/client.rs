@@ -31,13 +31,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A suspend-check mismatch up to this much is absorbed into epsilon; more
-/// means the host slept since the anchor: [`ClientError::Interrupted`].
-pub const SUSPEND_TOLERANCE_NS: i64 = 1_000_000;
-
-/// Strict reads retried this often before a mismatch counts as a suspend.
-const STRICT_TRIES: u32 = 4;
-
 /// Why `now()` gives no interval.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -135,21 +128,7 @@ impl Clock {
     fn clock_read(&self, offs_boot: i64) -> Result<(Steady, i64), ClientError> {
         match self.mode {
             Mode::Fast => Ok((clock::raw(), 0)),
-            Mode::Strict => {
-                // A preemption between the reads looks like a suspend: retry
-                // a few times before calling it one.
-                let mut drift = 0;
-                for _ in 0..STRICT_TRIES {
-                    let mono = clock::monotonic_ns();
-                    let raw = clock::raw();
-                    let boot = clock::boottime_ns();
-                    drift = (boot - mono - offs_boot).abs();
-                    if drift <= SUSPEND_TOLERANCE_NS {
-                        return Ok((raw, drift));
-                    }
-                }
-                Err(ClientError::Interrupted(drift))
-            }
+            Mode::Strict => clock::strict_steady(offs_boot).map_err(ClientError::Interrupted),
         }
     }
 

@@ -42,6 +42,32 @@ pub fn realtime() -> RefTime {
     RefTime(read(libc::CLOCK_REALTIME) as i128)
 }
 
+/// A BOOTTIME - MONOTONIC mismatch up to this much is absorbed into the
+/// error bound; more means the host slept since the model was written.
+pub const SUSPEND_TOLERANCE_NS: i64 = 1_000_000;
+/// Strict reads retried this often before a mismatch counts as a suspend
+/// (a preemption between the three reads looks like one).
+const STRICT_TRIES: u32 = 4;
+
+/// The strict read (DESIGN.md "Timelines"): MONOTONIC, MONOTONIC_RAW and
+/// BOOTTIME, checking that BOOTTIME - MONOTONIC still equals `offs_boot_ns`
+/// (what the writer saw). Returns the RAW instant and the mismatch to add to
+/// the error bound, or `Err(mismatch)` when the host was suspended since.
+#[inline]
+pub fn strict_steady(offs_boot_ns: i64) -> Result<(Steady, i64), i64> {
+    let mut drift = 0;
+    for _ in 0..STRICT_TRIES {
+        let mono = monotonic_ns();
+        let raw = raw();
+        let boot = boottime_ns();
+        drift = (boot - mono - offs_boot_ns).abs();
+        if drift <= SUSPEND_TOLERANCE_NS {
+            return Ok((raw, drift));
+        }
+    }
+    Err(drift)
+}
+
 /// A REALTIME reading paired with the steady instant it was taken at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paired {

@@ -395,6 +395,7 @@ impl Agent {
         }
         let steps = e.steps();
         let violations = e.violations();
+        let offs_boot = self.boot_offset.0;
         self.shared.set(|s| {
             s.model = model;
             s.status_without_model = status_without_model;
@@ -403,6 +404,7 @@ impl Agent {
             s.steps = steps;
             s.violations = violations;
             s.refreshed_at = now;
+            s.offs_boot_ns = offs_boot;
         });
     }
 

@@ -68,8 +68,7 @@ async fn not_found() -> Response {
 }
 
 async fn now(State(s): State<Arc<Shared>>) -> Json<NowReading> {
-    let t = clock::raw();
-    Json(s.get().read(t))
+    Json(s.get().read_now())
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
@@ -104,9 +103,8 @@ fn ns(n: crate::core::time::Nanos) -> i64 {
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
-    let t = clock::raw();
     let snap = s.get();
-    let r = snap.read(t);
+    let r = snap.read_now();
     let sources: Vec<SourceJson> = snap
         .sources
         .iter()
@@ -289,23 +287,22 @@ pub async fn commit_wait_async(
     // Pick s = latest from a usable reading (waiting for one if needed).
     let deadline = std::time::Instant::now() + timeout;
     let (ts, eps) = loop {
-        let t = clock::raw();
         let snap = s.get();
-        let st = snap.status_at(t);
-        if let (Some(m), true) = (&snap.model, crate::wait::usable(st)) {
-            let iv = m.interval_at(t).interval;
-            let e = iv.half_width_ceil().0;
-            if max_epsilon_ns.is_none_or(|cap| e <= cap) {
-                break (iv.hi.0, e);
+        // Strict read: after an unnoticed suspend the steady clock is behind
+        // true time, and a timestamp picked from it would be too early.
+        let read = clock::strict_steady(snap.offs_boot_ns).ok();
+        if let (Some(m), Some((t, extra))) = (&snap.model, read) {
+            let r = m.interval_at(t);
+            let e = r.interval.half_width_ceil().0 + extra as i128;
+            if crate::wait::usable(r.status) && max_epsilon_ns.is_none_or(|cap| e <= cap) {
+                break (r.interval.hi.0 + extra as i128, e);
             }
         }
         if std::time::Instant::now() >= deadline {
+            let r = snap.read_now();
             return Err(WaitError::Timeout {
-                status: st.as_str(),
-                epsilon: snap
-                    .read(t)
-                    .epsilon_ns
-                    .map_or("none".into(), |e| format!("{e} ns")),
+                status: r.status,
+                epsilon: r.epsilon_ns.map_or("none".into(), |e| format!("{e} ns")),
             });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub clocksource: Option<String>,
     /// Steady instant of the last refresh.
     pub refreshed_at: Steady,
+    /// BOOTTIME - MONOTONIC at the last refresh (the strict read's check).
+    pub offs_boot_ns: i64,
 }
 
 impl Default for Snapshot {
@@ -58,6 +60,7 @@ impl Default for Snapshot {
             violations: 0,
             clocksource: None,
             refreshed_at: Steady(0),
+            offs_boot_ns: crate::clock::boot_offset().0,
         }
     }
 }
@@ -112,6 +115,31 @@ impl NowReading {
 }
 
 impl Snapshot {
+    /// Read the host's clocks strictly (suspend check against the last
+    /// refresh) and return the interval then; a host suspended since the
+    /// model was made gets no interval and status `disrupted` until the
+    /// daemon's next refresh rebuilds.
+    pub fn read_now(&self) -> NowReading {
+        match crate::clock::strict_steady(self.offs_boot_ns) {
+            Ok((now, extra)) => {
+                let mut r = self.read(now);
+                if let (Some(lo), Some(hi), Some(e)) = (r.earliest_ns, r.latest_ns, r.epsilon_ns) {
+                    r.earliest_ns = Some(lo.saturating_sub(extra));
+                    r.latest_ns = Some(hi.saturating_add(extra));
+                    r.epsilon_ns = Some(e.saturating_add(extra));
+                }
+                r
+            }
+            Err(_) => NowReading {
+                earliest_ns: None,
+                latest_ns: None,
+                epsilon_ns: None,
+                status: Status::Disrupted.as_str(),
+                steady_ns: crate::clock::raw().0,
+            },
+        }
+    }
+
     /// The interval at steady instant `now`.
     pub fn read(&self, now: Steady) -> NowReading {
         NowReading::of(self.model.as_ref(), self.status_without_model, now)
