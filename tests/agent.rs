@@ -54,12 +54,7 @@ fn fake_servers_with_a_liar_loss_and_delay() {
     }
     assert!(n > 100);
     let st = get_json(http, "/v1/status");
-    let states: Vec<&str> = st["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
+    let states = source_states(&st);
     assert_eq!(states[3], "falseticker", "{st}");
     assert!(states[..3].iter().all(|s| *s == "selected"), "{states:?}");
     assert_eq!(st["bound_violations"], 0);

@@ -67,12 +67,7 @@ fn three_honest_chronyd_and_a_liar() {
     assert!(m < 1_000_000, "median epsilon {m} ns");
 
     let st = get_json(http, "/v1/status");
-    let states: Vec<&str> = st["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
+    let states = source_states(&st);
     assert_eq!(
         states,
         ["selected", "selected", "selected", "falseticker"],

@@ -258,8 +258,12 @@ impl Reader {
         unsafe { &*(self.map.as_ptr() as *const Segment) }
     }
 
-    /// One consistent snapshot (seqlock, bounded retries).
-    pub fn read(&self) -> Result<Published, ShmError> {
+    /// Run `f` over the segment until it sees one writer generation from
+    /// start to end (the seqlock read protocol): generation (Acquire), the
+    /// fields (Relaxed, inside `f`), Acquire fence, generation again. Retries
+    /// a bounded number of times, then reports [`ShmError::MidWrite`].
+    #[inline]
+    fn consistent<T>(&self, f: impl Fn(&Segment) -> T) -> Result<T, ShmError> {
         let s = self.seg();
         for _ in 0..MAX_RETRIES {
             let g1 = s.generation.load(Ordering::Acquire);
@@ -267,27 +271,26 @@ impl Reader {
                 std::hint::spin_loop();
                 continue;
             }
-            let p = Self::fields(s);
+            let v = f(s);
             fence(Ordering::Acquire);
             if s.generation.load(Ordering::Relaxed) == g1 {
-                return Ok(p);
+                return Ok(v);
             }
         }
         Err(ShmError::MidWrite)
     }
 
+    /// One consistent snapshot.
+    pub fn read(&self) -> Result<Published, ShmError> {
+        self.consistent(Self::fields)
+    }
+
     /// The few fields the hot path of `now()` needs (one seqlock read).
     #[inline]
     pub fn read_fast(&self) -> Result<FastRead, ShmError> {
-        let s = self.seg();
-        let r = Ordering::Relaxed;
-        for _ in 0..MAX_RETRIES {
-            let g1 = s.generation.load(Ordering::Acquire);
-            if g1 % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let f = FastRead {
+        self.consistent(|s| {
+            let r = Ordering::Relaxed;
+            FastRead {
                 flags: s.flags.load(r),
                 status: s.status.load(r),
                 anchor: s.anchor_ns.load(r),
@@ -305,37 +308,20 @@ impl Reader {
                 utc_offset: s.utc_offset_ns.load(r),
                 offs_boot: s.offs_boot_ns.load(r),
                 epoch: s.epoch.load(r),
-            };
-            fence(Ordering::Acquire);
-            if s.generation.load(Ordering::Relaxed) == g1 {
-                return Ok(f);
             }
-        }
-        Err(ShmError::MidWrite)
+        })
     }
 
-    /// Just the model and offs_boot (the hot path of `now()`).
+    /// The model (or the status without one), offs_boot and the epoch.
     #[inline]
     pub fn read_model(&self) -> Result<(Option<Model>, Status, i64, u64), ShmError> {
-        let s = self.seg();
-        for _ in 0..MAX_RETRIES {
-            let g1 = s.generation.load(Ordering::Acquire);
-            if g1 % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let flags = s.flags.load(Ordering::Relaxed);
-            let status =
-                Status::from_u8(s.status.load(Ordering::Relaxed) as u8).unwrap_or(Status::Unknown);
+        self.consistent(|s| {
+            let r = Ordering::Relaxed;
+            let flags = s.flags.load(r);
+            let status = Status::from_u8(s.status.load(r) as u8).unwrap_or(Status::Unknown);
             let model = (flags & FLAG_MODEL != 0).then(|| Self::model(s, flags, status));
-            let offs = s.offs_boot_ns.load(Ordering::Relaxed);
-            let epoch = s.epoch.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if s.generation.load(Ordering::Relaxed) == g1 {
-                return Ok((model, status, offs, epoch));
-            }
-        }
-        Err(ShmError::MidWrite)
+            (model, status, s.offs_boot_ns.load(r), s.epoch.load(r))
+        })
     }
 
     #[inline]

@@ -123,6 +123,18 @@ pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     serde_json::from_str(&body).expect("JSON body")
 }
 
+/// Each source's `state` from a `/v1/status` body.
+pub fn source_states(status: &serde_json::Value) -> Vec<String> {
+    status["sources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["state"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
