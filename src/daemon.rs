@@ -149,14 +149,17 @@ pub fn user_runtime_dir() -> PathBuf {
         .join("skewd")
 }
 
-fn user_state_dir() -> PathBuf {
+/// Per-user state directory candidates, best first.
+fn user_state_dirs() -> Vec<PathBuf> {
+    let mut v = Vec::new();
     if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(x).join("skewd");
+        v.push(PathBuf::from(x).join("skewd"));
     }
     if let Some(h) = std::env::var_os("HOME") {
-        return PathBuf::from(h).join(".local/state/skewd");
+        v.push(PathBuf::from(h).join(".local/state/skewd"));
     }
-    std::env::temp_dir().join(format!("skewd-{}-state", uid()))
+    v.push(std::env::temp_dir().join(format!("skewd-{}-state", uid())));
+    v
 }
 
 fn uid() -> u32 {
@@ -194,14 +197,15 @@ pub fn settle_dirs(opts: &mut RunOptions) {
                 "cannot write {}: the drift file is disabled",
                 opts.state_dir.display()
             );
-        } else {
-            let d = user_state_dir();
+        } else if let Some(d) = user_state_dirs().into_iter().find(|d| writable_dir(d)) {
             tracing::warn!(
                 "cannot write {} (not root?): using {} for the drift file instead",
                 opts.state_dir.display(),
                 d.display()
             );
             opts.state_dir = d;
+        } else {
+            tracing::warn!("no writable state directory: the drift file is disabled");
         }
     }
 }

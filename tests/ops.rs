@@ -11,7 +11,7 @@ use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn synced_agent(tag: &str, ips: [&str; 3]) -> (Vec<FakeServer>, Guard, std::net::SocketAddr) {
+fn synced_agent(tag: &str, ips: [&str; 3]) -> (Vec<FakeServer>, Agent, std::net::SocketAddr) {
     let mut servers: Vec<FakeServer> = ips
         .iter()
         .map(|ip| FakeServer::start(ip, FakeSpec::honest()))

@@ -28,7 +28,7 @@ fn libfaketime() -> Option<PathBuf> {
     None
 }
 
-fn agent(tag: &str, servers: &[SocketAddr], fake_offset: Option<&str>) -> (Guard, SocketAddr) {
+fn agent(tag: &str, servers: &[SocketAddr], fake_offset: Option<&str>) -> (Agent, SocketAddr) {
     let dir = temp_dir(tag);
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
@@ -63,7 +63,7 @@ fn agent(tag: &str, servers: &[SocketAddr], fake_offset: Option<&str>) -> (Guard
         listen, "/healthz"
     )
     .is_some()));
-    (g, listen)
+    (Agent { guard: g, dir }, listen)
 }
 
 #[test]

@@ -227,9 +227,7 @@ fn cli_read_path_alive_frozen_and_killed() {
         .collect();
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let (agent, http) = start_agent("shm", &addrs, &["--poll", "1s"]);
-    let shm = std::env::temp_dir()
-        .join(format!("skewd-test-shm-{}", std::process::id()))
-        .join("clock");
+    let shm = agent.dir.join("clock");
     assert!(wait_until(Duration::from_secs(15), || get_json(
         http, "/v1/now"
     )["status"]

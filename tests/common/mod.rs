@@ -20,6 +20,53 @@ pub struct Guard {
     pub name: String,
 }
 
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An agent, its HTTP address and its directory (removed after it stops).
+pub struct Agent {
+    pub guard: Guard,
+    pub dir: TempDir,
+}
+
+impl std::ops::Deref for Agent {
+    type Target = Guard;
+    fn deref(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Guard {
+        &mut self.guard
+    }
+}
+
 impl Guard {
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -54,11 +101,11 @@ impl Drop for Guard {
     }
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+pub fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("skewd-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 pub fn free_port() -> u16 {
@@ -79,7 +126,7 @@ pub fn free_udp_port(ip: &str) -> u16 {
 
 /// Start `skewd run` with `args`, listening on a free port; returns the guard
 /// and the HTTP address.
-pub fn start_agent(tag: &str, servers: &[SocketAddr], extra: &[&str]) -> (Guard, SocketAddr) {
+pub fn start_agent(tag: &str, servers: &[SocketAddr], extra: &[&str]) -> (Agent, SocketAddr) {
     let dir = temp_dir(tag);
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
@@ -98,14 +145,14 @@ pub fn start_agent(tag: &str, servers: &[SocketAddr], extra: &[&str]) -> (Guard,
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()));
     let child = cmd.spawn().expect("start skewd");
-    let g = Guard {
+    let guard = Guard {
         child,
         name: format!("skewd-{tag}"),
     };
     wait_until(Duration::from_secs(10), || {
         get(listen, "/healthz").is_some()
     });
-    (g, listen)
+    (Agent { guard, dir }, listen)
 }
 
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
