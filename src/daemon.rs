@@ -271,6 +271,8 @@ pub struct Agent {
     last_drift_save: Steady,
     shm: Option<crate::shm::Writer>,
     boot_id: String,
+    resolved_tx: mpsc::Sender<(usize, std::io::Result<SocketAddr>)>,
+    resolved_rx: Option<mpsc::Receiver<(usize, std::io::Result<SocketAddr>)>>,
 }
 
 impl Agent {
@@ -301,7 +303,10 @@ impl Agent {
                 None
             }
         };
+        let (resolved_tx, resolved_rx) = mpsc::channel(64);
         Agent {
+            resolved_tx,
+            resolved_rx: Some(resolved_rx),
             shm,
             boot_id: clock::boot_id().unwrap_or_default(),
             engine,
@@ -319,10 +324,17 @@ impl Agent {
         }
     }
 
-    async fn connect_all(&mut self, only_unreachable: bool) {
+    /// Start resolving every slot (or only those unreachable and not tried
+    /// in the last minute) in background tasks; results come back on
+    /// `resolved`, so a slow or failing DNS never stalls the engine.
+    fn resolve_all(&mut self, only_unreachable: bool) {
         let now = clock::raw();
         let reports = self.engine.source_reports();
+        let mut literal = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.resolving {
+                continue;
+            }
             if only_unreachable {
                 let reachable = reports.get(i).is_some_and(|r| r.reach != 0);
                 let recent = slot
@@ -332,8 +344,47 @@ impl Agent {
                     continue;
                 }
             }
-            if let Err(e) = slot.connect(i, self.tx.clone()).await {
-                tracing::warn!("source {}: {e}", slot.name);
+            slot.resolved_at = Some(now);
+            if let Ok(addr) = slot.name.parse::<SocketAddr>() {
+                literal.push((i, addr)); // no lookup needed: connect now
+                continue;
+            }
+            slot.resolving = true;
+            let name = slot.name.clone();
+            let tx = self.resolved_tx.clone();
+            tokio::spawn(async move {
+                let r = crate::net::resolve(&name).await;
+                let _ = tx.send((i, r)).await;
+            });
+        }
+        for (i, addr) in literal {
+            self.resolved(i, Ok(addr));
+        }
+    }
+
+    fn resolved(&mut self, i: usize, r: std::io::Result<SocketAddr>) {
+        let tx = self.tx.clone();
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        slot.resolving = false;
+        match r.and_then(|addr| slot.attach(addr, i, tx)) {
+            Ok(()) => {
+                if slot.failures > 0 {
+                    tracing::info!("source {}: resolved to {:?}", slot.name, slot.address);
+                }
+                slot.failures = 0;
+            }
+            Err(e) => {
+                if slot.failures == 0 {
+                    tracing::warn!(
+                        "source {}: {e} (retrying every minute while unreachable)",
+                        slot.name
+                    );
+                } else {
+                    tracing::debug!("source {}: {e}", slot.name);
+                }
+                slot.failures += 1;
             }
         }
     }
@@ -473,7 +524,10 @@ impl Agent {
         mut rx: mpsc::Receiver<Incoming>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        self.connect_all(false).await;
+        let Some(mut resolved_rx) = self.resolved_rx.take() else {
+            return;
+        };
+        self.resolve_all(false);
         let actions = self.engine.handle_timer(clock::raw(), &mut Self::nonce);
         let mut wake = self.perform(actions);
         self.refresh();
@@ -516,7 +570,8 @@ impl Agent {
                     }
                 }
                 _ = refresh.tick() => self.refresh(),
-                _ = resolve.tick() => self.connect_all(true).await,
+                Some((i, r)) = resolved_rx.recv() => self.resolved(i, r),
+                _ = resolve.tick() => self.resolve_all(true),
                 _ = shutdown.changed() => break,
             }
         }

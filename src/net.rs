@@ -53,6 +53,10 @@ pub struct Slot {
     pub kernel_timestamps: bool,
     /// Steady instant of the last resolution attempt.
     pub resolved_at: Option<Steady>,
+    /// A resolution is in flight.
+    pub resolving: bool,
+    /// Resolution failures in a row (the first is logged as a warning).
+    pub failures: u32,
 }
 
 impl Drop for Slot {
@@ -93,17 +97,21 @@ impl Slot {
             generation: 0,
             sent_at: None,
             resolved_at: None,
+            resolving: false,
+            failures: 0,
         }
     }
 
-    /// (Re)resolve and (re)connect; on success start forwarding datagrams.
-    pub async fn connect(
+    /// Connect to `addr` (a fresh resolution of this slot's name) unless
+    /// already connected there; start forwarding its datagrams. Never blocks:
+    /// resolution happens elsewhere, binding and connecting a UDP socket do
+    /// not wait for the network.
+    pub fn attach(
         &mut self,
+        addr: SocketAddr,
         slot: usize,
         tx: mpsc::Sender<Incoming>,
     ) -> std::io::Result<()> {
-        self.resolved_at = Some(clock::raw());
-        let addr = resolve(&self.name).await?;
         if self.address == Some(addr) && self.socket.is_some() {
             return Ok(());
         }
@@ -112,8 +120,10 @@ impl Slot {
         } else {
             "[::]:0".parse().expect("literal")
         };
-        let sock = UdpSocket::bind(bind).await?;
-        sock.connect(addr).await?;
+        let std_sock = std::net::UdpSocket::bind(bind)?;
+        std_sock.connect(addr)?;
+        std_sock.set_nonblocking(true)?;
+        let sock = UdpSocket::from_std(std_sock)?;
         let stamps = self.kernel_timestamps && enable_rx_timestamps(&sock).is_ok();
         let sock = Arc::new(sock);
         if let Some(t) = self.task.take() {
