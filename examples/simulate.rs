@@ -6,8 +6,8 @@
 use skewd::sim::scenarios::{all, report, run_seeds};
 
 fn main() {
-    let mut seeds = 8u64;
-    let mut hours = 6.0f64;
+    let mut seeds = 24u64;
+    let mut hours = 12.0f64;
     let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

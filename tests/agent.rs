@@ -205,11 +205,14 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
     if !need("faketime") {
         return;
     }
-    let lib = ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime"]
-        .iter()
-        .map(|d| std::path::Path::new(d).join("libfaketimeMT.so.1"))
-        .find(|p| p.exists())
-        .expect("libfaketime library");
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join("libfaketimeMT.so.1"))
+    .find(|p| p.exists())
+    .expect("libfaketime library");
     let servers: Vec<FakeServer> = ["127.0.0.36", "127.0.0.37", "127.0.0.38"]
         .iter()
         .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
@@ -219,16 +222,24 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
     std::fs::write(&stamp, "+0 x1\n").unwrap();
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skewd"));
-    cmd.args(["run", "--poll", "1s", "--no-kernel-timestamps", "--listen", &listen.to_string(), "--shm"])
-        .arg(dir.join("clock"))
-        .arg("--state-dir")
-        .arg(&dir)
-        .env("LD_PRELOAD", &lib)
-        .env("FAKETIME_TIMESTAMP_FILE", &stamp)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    cmd.args([
+        "run",
+        "--poll",
+        "1s",
+        "--no-kernel-timestamps",
+        "--listen",
+        &listen.to_string(),
+        "--shm",
+    ])
+    .arg(dir.join("clock"))
+    .arg("--state-dir")
+    .arg(&dir)
+    .env("LD_PRELOAD", &lib)
+    .env("FAKETIME_TIMESTAMP_FILE", &stamp)
+    .env("FAKETIME_NO_CACHE", "1")
+    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     for s in &servers {
         cmd.arg("--server").arg(s.addr.to_string());
     }
@@ -236,30 +247,49 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
         child: cmd.spawn().unwrap(),
         name: "step".into(),
     };
-    assert!(wait_until(Duration::from_secs(15), || get(listen, "/v1/now")
-        .is_some_and(|(_, b)| b.contains("\"synchronized\""))));
-    assert!(wait_until(Duration::from_secs(3), || get_json(listen, "/v1/status")["offset_ns"].is_i64()));
+    assert!(wait_until(Duration::from_secs(15), || get(
+        listen, "/v1/now"
+    )
+    .is_some_and(|(_, b)| b.contains("\"synchronized\""))));
+    assert!(wait_until(Duration::from_secs(3), || get_json(
+        listen,
+        "/v1/status"
+    )["offset_ns"]
+        .is_i64()));
     let before = get_json(listen, "/v1/status");
     assert_eq!(before["clock_steps"], 0);
-    assert!(before["offset_ns"].as_i64().unwrap().abs() < 5_000_000, "{before}");
+    assert!(
+        before["offset_ns"].as_i64().unwrap().abs() < 5_000_000,
+        "{before}"
+    );
     // Step the agent's system clock forward by 2 s.
     std::fs::write(&stamp, "+2 x1\n").unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || get_json(listen, "/v1/status")["clock_steps"] == 1),
+        wait_until(Duration::from_secs(5), || get_json(listen, "/v1/status")
+            ["clock_steps"]
+            == 1),
         "step not counted"
     );
     assert!(wait_until(Duration::from_secs(3), || {
-        let off = get_json(listen, "/v1/status")["offset_ns"].as_i64().unwrap_or(0);
+        let off = get_json(listen, "/v1/status")["offset_ns"]
+            .as_i64()
+            .unwrap_or(0);
         (off - 2_000_000_000).abs() < 5_000_000
     }));
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(3) {
         let (b, v, a) = now_bracketed(listen);
-        assert!(holds(b, &v, a), "interval {v} misses the host clock after a REALTIME step");
+        assert!(
+            holds(b, &v, a),
+            "interval {v} misses the host clock after a REALTIME step"
+        );
         assert_eq!(v["status"], "synchronized", "a step changes no status");
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, _) = get(listen, "/metrics").unwrap();
     assert_eq!(code, 200);
-    assert!(get(listen, "/metrics").unwrap().1.contains("skewd_clock_steps_total 1"));
+    assert!(get(listen, "/metrics")
+        .unwrap()
+        .1
+        .contains("skewd_clock_steps_total 1"));
 }

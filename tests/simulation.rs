@@ -5,11 +5,11 @@ use skewd::core::model::Status;
 use skewd::sim::scenarios::{all, report, run_seeds, Report, FAULT_AT};
 
 fn run(name: &str) -> Report {
-    let sc = all(1.5)
+    let sc = all(3.0)
         .into_iter()
         .find(|s| s.name == name)
         .expect("scenario exists");
-    let runs = run_seeds(&sc, 2, 2);
+    let runs = run_seeds(&sc, 4, 2);
     let r = report(&sc, &runs);
     eprintln!("{}", serde_json::to_string(&r).unwrap());
     r
@@ -49,7 +49,13 @@ fn clean_is_sound_and_narrow() {
 
 #[test]
 fn lossy_asymmetric_wander_and_ntpd_style_are_sound() {
-    for name in ["lossy", "asymmetric", "drift_wander", "ntpd_style"] {
+    for name in [
+        "lossy",
+        "asymmetric",
+        "drift_wander",
+        "ntpd_style",
+        "fast_poll",
+    ] {
         assert_sound(&run(name));
     }
 }

@@ -367,17 +367,17 @@ impl Estimator {
 
     fn learn_rate(&mut self, now: Steady, anchor: Interval) -> Result<Option<Ageing>, Fault> {
         let window_start = now.plus(Nanos(-self.assumptions.rate_window.0));
-        let mut evicted_best = false;
-        while let Some((t, _)) = self.anchors.front() {
-            if *t < window_start || self.anchors.len() >= MAX_ANCHORS {
-                if self.rate.is_some_and(|r| r.from == *t) {
-                    evicted_best = true;
-                }
-                self.anchors.pop_front();
-            } else {
-                break;
-            }
+        while self
+            .anchors
+            .front()
+            .is_some_and(|(t, _)| *t < window_start || self.anchors.len() >= MAX_ANCHORS)
+        {
+            self.anchors.pop_front();
         }
+        // The best pair's evidence left the window: re-rank what is left
+        // (rare; at most MAX_ANCHORS^2 / 2 pairs).
+        let oldest = self.anchors.front().map_or(now, |a| a.0);
+        let evicted_best = self.rate.is_some_and(|r| r.from < oldest);
         if evicted_best {
             self.rate = None;
             // Re-rank every remaining pair (rare: the best pair aged out).
@@ -403,7 +403,17 @@ impl Estimator {
                 self.rate = Some(c);
             }
         }
-        self.anchors.push_back(new);
+        // Keep at most one anchor per bucket (the narrowest), so the history
+        // spans the whole window at any poll rate within MAX_ANCHORS.
+        let bucket = Nanos(self.assumptions.rate_window.0 / (MAX_ANCHORS as i128 / 2));
+        match self.anchors.back_mut() {
+            Some(last) if now.since(last.0) < bucket => {
+                if anchor.width() < last.1.width() {
+                    *last = new;
+                }
+            }
+            _ => self.anchors.push_back(new),
+        }
         Ok(self.rate.as_ref().map(|r| self.ageing_of(r)))
     }
 }

@@ -96,6 +96,16 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     };
     v.push(base("ntpd_style", vec![ntpd; 4], hours));
 
+    // A 1 s poll over a loopback-like path (the integration tests' regime).
+    let mut s = base("fast_poll", honest(4), hours);
+    s.engine = EngineConfig::with_poll(Nanos::from_secs(1));
+    s.net.out = PathSpec {
+        base_ns: 5_000,
+        jitter_mean_ns: 5_000,
+    };
+    s.net.back = s.net.out;
+    v.push(s);
+
     let mut s = base("drift_wander", honest(4), hours);
     s.osc.wander_fraction = 0.95;
     s.osc.slope_change_s = 20.0;

@@ -322,6 +322,8 @@ pub struct World<'a> {
     wander: i128,
     /// The leap instant on the true (leap-free) timescale.
     leap_true: Option<i128>,
+    /// The one pending engine wake-up.
+    wake_at: Option<i64>,
 }
 
 impl<'a> World<'a> {
@@ -374,6 +376,7 @@ impl<'a> World<'a> {
             start_true,
             rate_limit: sc.engine.assumptions.phi_hw.0 * 9 / 10,
             wander,
+            wake_at: Some(0),
             leap_true: sc.leap.map(|_| {
                 let day = 86_400 * NS_PER_S;
                 (start_true.div_euclid(day) + 1) * day
@@ -444,7 +447,14 @@ impl<'a> World<'a> {
         for a in actions {
             match a {
                 Action::Send { source, packet } => self.send(x, source, packet),
-                Action::WakeAt(t) => self.push(t.0.max(x), Kind::Wake),
+                Action::WakeAt(t) => {
+                    // One pending wake at a time: the earliest asked for.
+                    let t = t.0.max(x);
+                    if self.wake_at.is_none_or(|w| t < w || w < x) {
+                        self.wake_at = Some(t);
+                        self.push(t, Kind::Wake);
+                    }
+                }
                 Action::Publish(m) => {
                     self.published = m;
                     self.published_seq += 1;
@@ -611,6 +621,10 @@ impl<'a> World<'a> {
     fn handle(&mut self, x: i64, kind: Kind) {
         match kind {
             Kind::Wake => {
+                if self.wake_at != Some(x) {
+                    return; // superseded by an earlier wake
+                }
+                self.wake_at = None;
                 let rng = &mut self.rng;
                 let mut nonce = || rng.next_u64();
                 let actions = self.engine.handle_timer(Steady(x), &mut nonce);
