@@ -293,3 +293,60 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
         .1
         .contains("skewd_clock_steps_total 1"));
 }
+
+#[test]
+fn drift_file_is_saved_at_shutdown_and_used_at_start() {
+    let servers: Vec<FakeServer> = ["127.0.0.45", "127.0.0.46", "127.0.0.47"]
+        .iter()
+        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
+        .collect();
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let (mut agent, http) = start_agent("drift", &addrs, &["--poll", "1s"]);
+    assert!(wait_until(Duration::from_secs(15), || get_json(http, "/v1/status")["frequency_ppm"].is_f64()));
+    // Rate evidence needs two anchors a few seconds apart.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(agent.stop().unwrap().success());
+    let drift = agent.dir.join("drift.json");
+    let text = std::fs::read_to_string(&drift).expect("drift file written at shutdown");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v["frequency_ppb"].as_f64().unwrap().abs() < 200_000.0, "{v}");
+    // A restart with the same state dir reads it (and says so).
+    let log = agent.dir.join("log2");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skewd"));
+    cmd.args(["run", "--poll", "1s", "--listen", &listen, "--state-dir"])
+        .arg(&*agent.dir)
+        .arg("--shm")
+        .arg(agent.dir.join("clock"))
+        .stderr(std::fs::File::create(&log).unwrap());
+    for a in &addrs {
+        cmd.arg("--server").arg(a.to_string());
+    }
+    let mut again = Guard {
+        child: cmd.spawn().unwrap(),
+        name: "drift2".into(),
+    };
+    assert!(wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("drift file")));
+    assert!(again.stop().unwrap().success());
+}
+
+#[test]
+fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
+    // No model: every wait runs to its timeout, so the requests pile up.
+    let (_agent, http) = start_agent("load", &[], &["--server", "127.0.0.1:9"]);
+    let n = skewd::http::MAX_CONCURRENT + 64;
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| s.spawn(move || request(http, "GET", "/v1/wait?until=1&timeout_ms=1500").map_or(0, |r| r.0)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shed = codes.iter().filter(|c| **c == 503).count();
+    let timed_out = codes.iter().filter(|c| **c == 408).count();
+    eprintln!("{n} requests: {timed_out} timed out (408), {shed} shed (503)");
+    assert!(shed > 0, "nothing was shed: {codes:?}");
+    assert_eq!(shed + timed_out, n, "only 408 and 503 expected");
+    assert_eq!(get(http, "/healthz").map(|r| r.0), Some(503), "still serving");
+}
