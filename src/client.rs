@@ -23,6 +23,7 @@
 
 use crate::clock;
 use crate::core::model::Status;
+use crate::core::time::clamp_i64;
 use crate::core::time::{Nanos, Steady};
 use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL};
 use crate::shm::{Reader, ShmError};
@@ -89,10 +90,6 @@ pub struct Clock {
     last_epoch: AtomicU64,
 }
 
-fn clamp64(v: i128) -> i64 {
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
-
 impl Clock {
     /// Open the segment in strict mode.
     pub fn open(path: &Path) -> Result<Clock, ClientError> {
@@ -145,8 +142,8 @@ impl Clock {
         let mut t = if f.flags & (FLAG_FAST | FLAG_LEAP) == FLAG_FAST && at.0 >= f.anchor {
             // Hot path: multiplies and shifts only.
             let (lo, hi) = f.form.bound_at(f.lo as i128, f.hi as i128, at.0 - f.anchor);
-            let lo = clamp64(lo).saturating_sub(extra);
-            let hi = clamp64(hi).saturating_add(extra);
+            let lo = clamp_i64(lo).saturating_sub(extra);
+            let hi = clamp_i64(hi).saturating_add(extra);
             let status = if at.0 > f.void_after {
                 Status::Unknown
             } else {
@@ -173,10 +170,10 @@ impl Clock {
             let leapfree = r.interval.widen(extra, extra);
             let utc = model.utc.to_utc(leapfree);
             TimeInterval {
-                earliest_ns: clamp64(utc.lo.0),
-                latest_ns: clamp64(utc.hi.0),
+                earliest_ns: clamp_i64(utc.lo.0),
+                latest_ns: clamp_i64(utc.hi.0),
                 status: r.status,
-                leapfree: (clamp64(leapfree.lo.0), clamp64(leapfree.hi.0)),
+                leapfree: (clamp_i64(leapfree.lo.0), clamp_i64(leapfree.hi.0)),
             }
         };
         if self.clamp {

@@ -3,6 +3,7 @@
 //! body; waits are capped; a global concurrency limit sheds load.
 
 use crate::clock;
+use crate::core::time::clamp_i64;
 use crate::daemon::{healthy, Shared};
 use crate::snapshot::NowReading;
 use crate::wait::{wait_async, CommitWait, Observation, WaitError};
@@ -99,7 +100,7 @@ struct SourceJson {
 }
 
 fn ns(n: crate::core::time::Nanos) -> i64 {
-    n.0.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    clamp_i64(n.0)
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
@@ -129,8 +130,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "earliest_ns": r.earliest_ns,
         "latest_ns": r.latest_ns,
         "epsilon_ns": r.epsilon_ns,
-        "offset_ns": snap.realtime_offset.map(|o| o.0 as i64),
-        "offset_uncertainty_ns": snap.realtime_offset.map(|o| o.1 as i64),
+        "offset_ns": snap.realtime_offset.map(|o| clamp_i64(o.0)),
+        "offset_uncertainty_ns": snap.realtime_offset.map(|o| clamp_i64(o.1)),
         "frequency_ppm": snap.frequency_ppm,
         "clock_steps": snap.steps,
         "bound_violations": snap.violations,
@@ -248,7 +249,7 @@ async fn wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
     match wait_async(|| observe(&s), until as i128, p.timeout, p.max_epsilon_ns).await {
         Ok(o) => Json(json!({
             "until_ns": until,
-            "earliest_ns": o.earliest_ns.map(|e| e as i64),
+            "earliest_ns": o.earliest_ns.map(clamp_i64),
             "waited_ns": clock::raw().since(started).0 as i64,
             "status": o.status.as_str(),
         }))
@@ -310,9 +311,9 @@ pub async fn commit_wait_async(
     let left = deadline.saturating_duration_since(std::time::Instant::now());
     wait_async(|| observe(s), ts, left, max_epsilon_ns).await?;
     Ok(CommitWait {
-        timestamp_ns: ts as i64,
-        waited_ns: clock::raw().since(started).0 as i64,
-        epsilon_ns: eps as i64,
+        timestamp_ns: clamp_i64(ts),
+        waited_ns: clamp_i64(clock::raw().since(started).0),
+        epsilon_ns: clamp_i64(eps),
     })
 }
 

@@ -5,6 +5,7 @@
 use crate::clock::KernelStatus;
 use crate::core::engine::SourceReport;
 use crate::core::model::{Model, Status};
+use crate::core::time::clamp_i64;
 use crate::core::time::{Interval, Steady};
 use serde::Serialize;
 
@@ -78,10 +79,6 @@ pub struct NowReading {
     pub status: &'static str,
     /// The local CLOCK_MONOTONIC_RAW instant it was computed for.
     pub steady_ns: i64,
-}
-
-fn clamp_i64(v: i128) -> i64 {
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 impl NowReading {

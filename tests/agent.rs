@@ -302,14 +302,21 @@ fn drift_file_is_saved_at_shutdown_and_used_at_start() {
         .collect();
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let (mut agent, http) = start_agent("drift", &addrs, &["--poll", "1s"]);
-    assert!(wait_until(Duration::from_secs(15), || get_json(http, "/v1/status")["frequency_ppm"].is_f64()));
+    assert!(wait_until(Duration::from_secs(15), || get_json(
+        http,
+        "/v1/status"
+    )["frequency_ppm"]
+        .is_f64()));
     // Rate evidence needs two anchors a few seconds apart.
     std::thread::sleep(Duration::from_secs(4));
     assert!(agent.stop().unwrap().success());
     let drift = agent.dir.join("drift.json");
     let text = std::fs::read_to_string(&drift).expect("drift file written at shutdown");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(v["frequency_ppb"].as_f64().unwrap().abs() < 200_000.0, "{v}");
+    assert!(
+        v["frequency_ppb"].as_f64().unwrap().abs() < 200_000.0,
+        "{v}"
+    );
     // A restart with the same state dir reads it (and says so).
     let log = agent.dir.join("log2");
     let listen = format!("127.0.0.1:{}", free_port());
@@ -326,9 +333,11 @@ fn drift_file_is_saved_at_shutdown_and_used_at_start() {
         child: cmd.spawn().unwrap(),
         name: "drift2".into(),
     };
-    assert!(wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("drift file")));
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("drift file")
+    }));
     assert!(again.stop().unwrap().success());
 }
 
@@ -339,7 +348,11 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
     let n = skewd::http::MAX_CONCURRENT + 64;
     let codes: Vec<u16> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..n)
-            .map(|_| s.spawn(move || request(http, "GET", "/v1/wait?until=1&timeout_ms=1500").map_or(0, |r| r.0)))
+            .map(|_| {
+                s.spawn(move || {
+                    request(http, "GET", "/v1/wait?until=1&timeout_ms=1500").map_or(0, |r| r.0)
+                })
+            })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -348,5 +361,9 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
     eprintln!("{n} requests: {timed_out} timed out (408), {shed} shed (503)");
     assert!(shed > 0, "nothing was shed: {codes:?}");
     assert_eq!(shed + timed_out, n, "only 408 and 503 expected");
-    assert_eq!(get(http, "/healthz").map(|r| r.0), Some(503), "still serving");
+    assert_eq!(
+        get(http, "/healthz").map(|r| r.0),
+        Some(503),
+        "still serving"
+    );
 }

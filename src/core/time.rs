@@ -117,6 +117,11 @@ impl Nanos {
     }
 }
 
+/// `v` as i64, saturating (Unix ns fit until the year 2262).
+pub fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
 /// `a * b / c`, rounded toward +infinity; saturates instead of overflowing.
 pub fn mul_div_ceil(a: i128, b: i128, c: i128) -> i128 {
     debug_assert!(c > 0);

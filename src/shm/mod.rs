@@ -11,6 +11,7 @@ pub mod layout;
 use crate::core::leap::UtcMapping;
 use crate::core::model::FastForm;
 use crate::core::model::{Ageing, Model, Status};
+use crate::core::time::clamp_i64;
 use crate::core::time::{Interval, Nanos, Rate, RefTime, Steady};
 use layout::{
     pack, unpack, Segment, FLAG_EVIDENCE, FLAG_FAST, FLAG_LEAP, FLAG_MODEL, MAGIC, SEGMENT_SIZE,
@@ -64,10 +65,6 @@ pub struct Published {
     pub clocksource: String,
     /// Boot id prefix.
     pub boot_id: String,
-}
-
-fn clamp64(v: i128) -> i64 {
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// The daemon's side.
@@ -136,20 +133,20 @@ impl Writer {
                 s.status.store(m.status as u32, r);
                 s.anchor_ns.store(m.anchor.0, r);
                 // Outward: floor the lower end, ceil the upper end.
-                s.bound_lo_ns.store(clamp64(m.bound.lo.0), r);
-                s.bound_hi_ns.store(clamp64(m.bound.hi.0), r);
-                s.rate_ppt.store(clamp64(m.ageing.rate.0), r);
-                s.phi_ppt.store(clamp64(m.ageing.phi.0), r);
+                s.bound_lo_ns.store(clamp_i64(m.bound.lo.0), r);
+                s.bound_hi_ns.store(clamp_i64(m.bound.hi.0), r);
+                s.rate_ppt.store(clamp_i64(m.ageing.rate.0), r);
+                s.phi_ppt.store(clamp_i64(m.ageing.phi.0), r);
                 if let Some((a, b)) = m.ageing.evidence {
                     flags |= FLAG_EVIDENCE;
                     s.evidence_from_ns.store(a.0, r);
                     s.evidence_to_ns.store(b.0, r);
                 }
-                s.wander_ppt_per_s.store(clamp64(m.ageing.wander.0), r);
-                s.phi_hw_ppt.store(clamp64(m.ageing.phi_hw.0), r);
+                s.wander_ppt_per_s.store(clamp_i64(m.ageing.wander.0), r);
+                s.phi_hw_ppt.store(clamp_i64(m.ageing.phi_hw.0), r);
                 s.sync_until_ns.store(m.sync_until.0, r);
                 s.void_after_ns.store(m.void_after.0, r);
-                s.utc_offset_ns.store(clamp64(m.utc.offset.0), r);
+                s.utc_offset_ns.store(clamp_i64(m.utc.offset.0), r);
                 if let Some(f) = FastForm::of(m) {
                     flags |= FLAG_FAST;
                     let v = [f.rate_lo_q, f.a1_q, f.a2_q, f.hw_q, f.cross_d];
@@ -159,8 +156,8 @@ impl Writer {
                 }
                 if let Some((at, d)) = m.utc.leap {
                     flags |= FLAG_LEAP;
-                    s.leap_at_ns.store(clamp64(at.0), r);
-                    s.leap_delta_ns.store(clamp64(d.0), r);
+                    s.leap_at_ns.store(clamp_i64(at.0), r);
+                    s.leap_delta_ns.store(clamp_i64(d.0), r);
                 }
             }
             None => s.status.store(p.status as u32, r),
