@@ -1,0 +1,170 @@
+//! Soak test against real chronyd servers, side by side with chronyd's own
+//! estimate. Slow: runs only with SKEWD_SOAK=1 (SKEWD_SOAK_SECS, default 300).
+//!
+//! `SKEWD_SOAK=1 cargo test --release --test soak -- --nocapture`
+//!
+//! Three honest local-stratum-1 chronyd servers and one relay lying by 250 ms,
+//! polled every second by skewd and by a `chronyd -x` client. Every 10 ms the
+//! test reads skewd's interval from shared memory (the client library) between
+//! two reads of the host clock and checks it holds some instant between them;
+//! every 5 s it records chrony's documented bound
+//! (|System time| + Root dispersion + Root delay / 2) for comparison.
+
+mod common;
+use common::*;
+use skewd::client::Clock;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn chrony_bound_ns(sock: &std::path::Path) -> Option<i64> {
+    let out = Command::new("chronyc")
+        .args(["-h"])
+        .arg(sock)
+        .args(["-n", "tracking"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> Option<f64> {
+        let l = text.lines().find(|l| l.starts_with(name))?;
+        l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+    };
+    let sys = field("System time")?;
+    let disp = field("Root dispersion")?;
+    let delay = field("Root delay")?;
+    Some(((sys.abs() + disp + delay / 2.0) * 1e9) as i64)
+}
+
+#[test]
+fn soak_against_chronyd() {
+    if std::env::var_os("SKEWD_SOAK").is_none() {
+        eprintln!("skipped: set SKEWD_SOAK=1 to run the soak test");
+        return;
+    }
+    if !need("chronyd") {
+        return;
+    }
+    let secs: u64 = std::env::var("SKEWD_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let dir = temp_dir("soak");
+    let mut guards = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for ip in ["127.0.0.101", "127.0.0.102", "127.0.0.103"] {
+        let port = free_udp_port(ip);
+        guards.push(chrony_server(&dir, ip, port));
+        addrs.push(format!("{ip}:{port}").parse().unwrap());
+    }
+    let liar: SocketAddr = format!("127.0.0.104:{}", free_udp_port("127.0.0.104"))
+        .parse()
+        .unwrap();
+    guards.push(chrony_relay(
+        &dir,
+        "127.0.0.104",
+        liar.port(),
+        addrs[0],
+        0.25,
+    ));
+    addrs.push(liar);
+    for a in &addrs {
+        assert!(wait_until(Duration::from_secs(20), || ntp_query(*a)
+            .is_some_and(|s| s < 16)));
+    }
+    // chronyd as a client of the same four servers, never touching the clock.
+    let d = dir.join("client");
+    std::fs::create_dir_all(&d).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = d.join("chronyc.sock");
+    let mut directives: Vec<String> = addrs
+        .iter()
+        .map(|a| {
+            format!(
+                "server {} port {} minpoll 0 maxpoll 0 iburst",
+                a.ip(),
+                a.port()
+            )
+        })
+        .collect();
+    directives.push("port 0".into());
+    directives.push(format!("bindcmdaddress {}", sock.display()));
+    let client = Command::new("chronyd")
+        .args(["-x", "-d", "-u", "root", "-f", "/dev/null"])
+        .args(&directives)
+        .arg(format!("pidfile {}/pid", d.display()))
+        .arg(format!("driftfile {}/drift", d.display()))
+        .arg(format!("dumpdir {}", d.display()))
+        .arg(format!("ntsdumpdir {}", d.display()))
+        .arg(format!("logdir {}", d.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    guards.push(Guard {
+        child: client,
+        name: "chrony-client".into(),
+    });
+
+    let (agent, http) = start_agent("soak", &addrs, &["--poll", "1s"]);
+    assert!(wait_until(Duration::from_secs(10), || get_json(
+        http, "/v1/now"
+    )["status"]
+        == "synchronized"));
+    let clock = Clock::open(&agent.dir.join("clock")).unwrap();
+    let start = Instant::now();
+    let (mut n, mut bad) = (0u64, 0u64);
+    let mut eps_late = Vec::new(); // after the first minute (rate learnt)
+    let mut chrony = Vec::new();
+    let mut last_chrony = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let b = realtime_ns();
+        let t = clock.now();
+        let a = realtime_ns();
+        match t {
+            Ok(t) => {
+                n += 1;
+                if (t.earliest_ns as i128) > a || (t.latest_ns as i128) < b {
+                    bad += 1;
+                    eprintln!("MISS: {t:?} vs [{b}, {a}]");
+                }
+                if start.elapsed() > Duration::from_secs(60) {
+                    eps_late.push(t.epsilon_ns());
+                }
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+        if last_chrony.elapsed() > Duration::from_secs(5) {
+            last_chrony = Instant::now();
+            if let Some(c) = chrony_bound_ns(&sock) {
+                if start.elapsed() > Duration::from_secs(60) {
+                    chrony.push(c);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = get_json(http, "/v1/status");
+    let mut e = eps_late.clone();
+    let med = if e.is_empty() { 0 } else { median(&mut e) };
+    let p99 = if e.is_empty() {
+        0
+    } else {
+        e.sort_unstable();
+        e[(e.len() - 1) * 99 / 100]
+    };
+    let cmed = if chrony.is_empty() {
+        0
+    } else {
+        median(&mut chrony)
+    };
+    eprintln!(
+        "SOAK {secs} s: {n} intervals, {bad} misses; skewd epsilon after 60 s: median {med} ns, p99 {p99} ns; \
+         chrony's bound (|offset| + disp + delay/2): median {cmed} ns over {} samples; violations {}; states {:?}",
+        chrony.len(),
+        st["bound_violations"],
+        source_states(&st)
+    );
+    assert_eq!(bad, 0);
+    assert_eq!(st["bound_violations"], 0);
+}
