@@ -121,7 +121,7 @@ impl Clock {
 
     /// One clock read in the configured mode: the steady instant and the
     /// extra uncertainty the strict suspend check found.
-    #[inline]
+    #[inline(always)]
     fn clock_read(&self, offs_boot: i64) -> Result<(Steady, i64), ClientError> {
         match self.mode {
             Mode::Fast => Ok((clock::raw(), 0)),
@@ -130,7 +130,7 @@ impl Clock {
     }
 
     /// The interval that contains true time now.
-    #[inline]
+    #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {
         let f = self.reader.read_fast()?;
         if f.flags & FLAG_MODEL == 0 {

@@ -215,7 +215,7 @@ impl FastForm {
     }
 
     /// `[lo, hi]` at `delta >= 0` ns after an anchor bounded by `[lo0, hi0]`.
-    #[inline]
+    #[inline(always)]
     pub fn bound_at(&self, lo0: i128, hi0: i128, delta: i64) -> (i128, i128) {
         let d = delta.max(0) as u64;
         let up = |v: u128, k: u32| (v >> k) + u128::from(v & ((1u128 << k) - 1) != 0);

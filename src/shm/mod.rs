@@ -259,7 +259,7 @@ impl Reader {
     /// start to end (the seqlock read protocol): generation (Acquire), the
     /// fields (Relaxed, inside `f`), Acquire fence, generation again. Retries
     /// a bounded number of times, then reports [`ShmError::MidWrite`].
-    #[inline]
+    #[inline(always)]
     fn consistent<T>(&self, f: impl Fn(&Segment) -> T) -> Result<T, ShmError> {
         let s = self.seg();
         for _ in 0..MAX_RETRIES {
@@ -283,7 +283,7 @@ impl Reader {
     }
 
     /// The few fields the hot path of `now()` needs (one seqlock read).
-    #[inline]
+    #[inline(always)]
     pub fn read_fast(&self) -> Result<FastRead, ShmError> {
         self.consistent(|s| {
             let r = Ordering::Relaxed;
