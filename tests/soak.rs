@@ -25,11 +25,17 @@ fn chrony_bound_ns(sock: &std::path::Path) -> Option<i64> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!("chronyc: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
     let field = |name: &str| -> Option<f64> {
         let l = text.lines().find(|l| l.starts_with(name))?;
         l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
     };
-    let sys = field("System time")?;
+    let Some(sys) = field("System time") else {
+        eprintln!("chronyc tracking: {}", text.trim());
+        return None;
+    };
     let disp = field("Root dispersion")?;
     let delay = field("Root delay")?;
     Some(((sys.abs() + disp + delay / 2.0) * 1e9) as i64)
@@ -98,9 +104,14 @@ fn soak_against_chronyd() {
         .arg(format!("ntsdumpdir {}", d.display()))
         .arg(format!("logdir {}", d.display()))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(d.join("log")).unwrap())
         .spawn()
         .unwrap();
+    let client_log = d.join("log");
+    // chronyc binds its reply socket in /run/chrony: create it for the run
+    // if it is missing (and remove it afterwards).
+    let run_chrony = std::path::Path::new("/run/chrony");
+    let made_run_dir = !run_chrony.exists() && std::fs::create_dir(run_chrony).is_ok();
     guards.push(Guard {
         child: client,
         name: "chrony-client".into(),
@@ -136,10 +147,13 @@ fn soak_against_chronyd() {
         }
         if last_chrony.elapsed() > Duration::from_secs(5) {
             last_chrony = Instant::now();
-            if let Some(c) = chrony_bound_ns(&sock) {
-                if start.elapsed() > Duration::from_secs(60) {
-                    chrony.push(c);
-                }
+            match chrony_bound_ns(&sock) {
+                Some(c) if start.elapsed() > Duration::from_secs(60) => chrony.push(c),
+                Some(_) => {}
+                None => eprintln!(
+                    "chronyd client log: {}",
+                    std::fs::read_to_string(&client_log).unwrap_or_default()
+                ),
             }
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -165,6 +179,9 @@ fn soak_against_chronyd() {
         st["bound_violations"],
         source_states(&st)
     );
+    if made_run_dir {
+        let _ = std::fs::remove_dir_all(run_chrony);
+    }
     assert_eq!(bad, 0);
     assert_eq!(st["bound_violations"], 0);
 }
