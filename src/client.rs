@@ -322,3 +322,9 @@ impl Clock {
         })
     }
 }
+
+// `Clock` is shared across threads by design.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Clock>();
+};
