@@ -367,3 +367,33 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
         "still serving"
     );
 }
+
+#[test]
+fn garbage_from_a_source_is_refused_and_counted() {
+    let mut servers: Vec<FakeServer> = ["127.0.0.48", "127.0.0.49", "127.0.0.50"]
+        .iter()
+        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
+        .collect();
+    servers.push(FakeServer::start(
+        "127.0.0.44",
+        FakeSpec {
+            garbage: true,
+            ..FakeSpec::honest()
+        },
+    ));
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let (_agent, http) = start_agent("garbage", &addrs, &["--poll", "1s"]);
+    assert!(wait_until(Duration::from_secs(15), || get_json(
+        http, "/v1/now"
+    )["status"]
+        == "synchronized"));
+    std::thread::sleep(Duration::from_secs(3));
+    let st = get_json(http, "/v1/status");
+    let src = &st["sources"][3];
+    assert_eq!(src["state"], "invalid", "{st}");
+    assert!(src["replies_invalid"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(src["replies_ok"], 0);
+    let (b, v, a) = now_bracketed(http);
+    assert!(holds(b, &v, a));
+    assert_eq!(v["status"], "synchronized");
+}

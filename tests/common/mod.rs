@@ -224,6 +224,8 @@ pub struct FakeSpec {
     pub delay_ns: u64,
     /// Advertised root dispersion (NTP short format).
     pub root_dispersion: u32,
+    /// Answer with random bytes of random length instead of NTP.
+    pub garbage: bool,
 }
 
 impl FakeSpec {
@@ -233,6 +235,7 @@ impl FakeSpec {
             loss: 0.0,
             delay_ns: 0,
             root_dispersion: 0,
+            garbage: false,
         }
     }
 }
@@ -264,6 +267,21 @@ impl FakeServer {
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 if (rng % 10_000) as f64 / 10_000.0 < spec.loss {
+                    continue;
+                }
+                if spec.garbage {
+                    let len = (rng % 100) as usize;
+                    let junk: Vec<u8> = (0..len)
+                        .map(|i| (rng >> (i % 56)) as u8 ^ i as u8)
+                        .collect();
+                    let _ = sock.send_to(&junk, peer);
+                    // and sometimes a well-formed reply with our nonce but a lying mode
+                    if rng % 3 == 0 && n >= 48 {
+                        let mut b = [0u8; 48];
+                        b[0] = 0x23; // mode 3: a client packet, not a reply
+                        b[24..32].copy_from_slice(&buf[40..48]);
+                        let _ = sock.send_to(&b, peer);
+                    }
                     continue;
                 }
                 let Ok(q) = Packet::parse(&buf[..n]) else {
