@@ -276,7 +276,7 @@ impl FakeServer {
                         .collect();
                     let _ = sock.send_to(&junk, peer);
                     // and sometimes a well-formed reply with our nonce but a lying mode
-                    if rng % 3 == 0 && n >= 48 {
+                    if rng.is_multiple_of(3) && n >= 48 {
                         let mut b = [0u8; 48];
                         b[0] = 0x23; // mode 3: a client packet, not a reply
                         b[24..32].copy_from_slice(&buf[40..48]);
