@@ -133,6 +133,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "offset_ns": snap.realtime_offset.map(|o| clamp_i64(o.0)),
         "offset_uncertainty_ns": snap.realtime_offset.map(|o| clamp_i64(o.1)),
         "frequency_ppm": snap.frequency_ppm,
+        "frequency_bound_ppm": snap.model.map(|m| m.ageing.phi.as_ppm_f64()),
         "clock_steps": snap.steps,
         "bound_violations": snap.violations,
         "clocksource": snap.clocksource,

@@ -308,7 +308,16 @@ fn drift_file_is_saved_at_shutdown_and_used_at_start() {
     )["frequency_ppm"]
         .is_f64()));
     // Rate evidence needs two anchors a few seconds apart.
-    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        wait_until(Duration::from_secs(20), || get_json(http, "/v1/status")
+            ["frequency_bound_ppm"]
+            .as_f64()
+            .is_some_and(|b| b < 200.0)),
+        "no rate evidence: {}",
+        get_json(http, "/v1/status")
+    );
+    let st = get_json(http, "/v1/status");
+    assert_eq!(st["bound_violations"], 0, "{st}");
     assert!(agent.stop().unwrap().success());
     let drift = agent.dir.join("drift.json");
     let text = std::fs::read_to_string(&drift).expect("drift file written at shutdown");
