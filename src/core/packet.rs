@@ -332,16 +332,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A reply from chronyd 4.3 (`local stratum 1`) captured on loopback.
+    /// A reply from chronyd 4.3 (`local stratum 1`, `-x`) captured on
+    /// loopback on 2026-11-27 for a request whose transmit timestamp (our
+    /// nonce) was 0x1122334455667788.
     const CHRONY_REPLY: [u8; 48] = [
-        0x24, 0x01, 0x00, 0xe7, // LI 0, VN 4, mode 4, stratum 1, poll 0, precision -25
+        0x24, 0x01, 0x00, 0xe6, // LI 0, VN 4, mode 4, stratum 1, poll 0, precision -26
         0x00, 0x00, 0x00, 0x00, // root delay 0
         0x00, 0x00, 0x00, 0x00, // root dispersion 0
-        0x7f, 0x7f, 0x01, 0x01, // ref id 127.127.1.1 (LOCL-style)
-        0xed, 0x0c, 0x76, 0x10, 0x12, 0x34, 0x56, 0x78, // reference
+        0x7f, 0x7f, 0x01, 0x01, // ref id 127.127.1.1 (local reference)
+        0xee, 0xb4, 0x2e, 0xed, 0xef, 0xb9, 0xef, 0x4b, // reference
         0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, // origin (our nonce)
-        0xed, 0x0c, 0x76, 0x20, 0x80, 0x00, 0x00, 0x00, // receive
-        0xed, 0x0c, 0x76, 0x20, 0x80, 0x01, 0x00, 0x00, // transmit
+        0xee, 0xb4, 0x2e, 0xef, 0xdb, 0x09, 0x78, 0x81, // receive
+        0xee, 0xb4, 0x2e, 0xef, 0xdb, 0x0d, 0xd9, 0xfc, // transmit
     ];
 
     #[test]
@@ -355,14 +357,14 @@ mod tests {
                 mode: 4,
                 stratum: 1,
                 poll: 0,
-                precision: -25,
+                precision: -26,
                 root_delay: 0,
                 root_dispersion: 0,
                 ref_id: [0x7f, 0x7f, 1, 1],
-                reference: NtpTimestamp(0xed0c_7610_1234_5678),
+                reference: NtpTimestamp(0xeeb4_2eed_efb9_ef4b),
                 origin: NtpTimestamp(0x1122_3344_5566_7788),
-                receive: NtpTimestamp(0xed0c_7620_8000_0000),
-                transmit: NtpTimestamp(0xed0c_7620_8001_0000),
+                receive: NtpTimestamp(0xeeb4_2eef_db09_7881),
+                transmit: NtpTimestamp(0xeeb4_2eef_db0d_d9fc),
             }
         );
         assert_eq!(p.serialize(), CHRONY_REPLY);
@@ -372,10 +374,11 @@ mod tests {
             Err(ReplyError::OriginMismatch),
             "a reply to another request must be refused"
         );
-        // 0xed0c7620 = 3977016864 s NTP = 1768028064 Unix; fraction 0.5 s.
+        // 0xeeb42eef = 4004785903 s NTP = 1795797103 Unix; 0xdb097881 / 2^32 s
+        // = 0.855613261... s.
         assert_eq!(
             p.receive.to_ref_floor(BUILD_PIVOT),
-            RefTime(1_768_028_064 * NS_PER_S + 500_000_000)
+            RefTime(1_795_797_103 * NS_PER_S + 855_613_261)
         );
     }
 
