@@ -44,6 +44,14 @@ pub struct ServerConfig {
     /// Whether this server smears leap seconds (all or none may).
     #[serde(default)]
     pub leap_smearing: bool,
+    /// The server ages its root dispersion itself before sending (chrony
+    /// does; ntpd does not). skewd then trusts the advertised root distance
+    /// as of the transmit time instead of ageing it again at Phi_s. Set it
+    /// only for servers you know run chrony (or another daemon that does):
+    /// for an ntpd-style server its error since its last update would escape
+    /// the bound.
+    #[serde(default)]
+    pub dispersion_aged_by_server: bool,
 }
 
 /// Oscillator assumptions (DESIGN.md "Rate evidence").

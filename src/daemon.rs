@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, watch};
 pub struct RunOptions {
     /// Servers (`host:port`); each is one slot of N.
     pub servers: Vec<String>,
+    /// Per server: it ages its root dispersion itself (config only).
+    pub dispersion_aged_by_server: Vec<bool>,
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// Shared-memory segment path.
@@ -59,10 +61,19 @@ impl RunOptions {
             crate::config::validate_address(s)?;
         }
         file.validate()?;
-        let mut servers: Vec<String> = if servers.is_empty() {
+        let from_file = servers.is_empty();
+        let mut servers: Vec<String> = if from_file {
             file.server.iter().map(|s| s.address.clone()).collect()
         } else {
             servers
+        };
+        let dispersion_aged_by_server: Vec<bool> = if from_file {
+            file.server
+                .iter()
+                .map(|s| s.dispersion_aged_by_server)
+                .collect()
+        } else {
+            vec![false; servers.len()]
         };
         if servers.is_empty() {
             tracing::info!(
@@ -75,7 +86,13 @@ impl RunOptions {
             || state_dir.is_some()
             || file.shm_path.is_some()
             || file.state_dir.is_some();
+        let dispersion_aged_by_server = if dispersion_aged_by_server.len() == servers.len() {
+            dispersion_aged_by_server
+        } else {
+            vec![false; servers.len()]
+        };
         Ok(RunOptions {
+            dispersion_aged_by_server,
             servers,
             listen: file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?,
             shm_path: shm
@@ -280,6 +297,9 @@ impl Agent {
     pub fn new(opts: &RunOptions, shared: Arc<Shared>, tx: mpsc::Sender<Incoming>) -> Agent {
         let now = clock::raw();
         let mut engine = Engine::new(opts.engine, opts.servers.len(), now);
+        for (i, yes) in opts.dispersion_aged_by_server.iter().enumerate() {
+            engine.set_dispersion_aged_by_server(i, *yes);
+        }
         let clocksource = clock::clocksource();
         if let Some((rate, info)) = load_drift(&opts.state_dir) {
             if info.clocksource == clocksource {

@@ -195,3 +195,26 @@ fn leap_second_is_applied_by_the_quorum_only() {
         "UTC is one second behind the leap-free count: {m:?}"
     );
 }
+
+/// Why Phi_s ageing is the default: declaring ntpd-style servers (which send
+/// their root dispersion unaged) as ageing it themselves breaks the promise.
+#[test]
+fn declaring_ntpd_servers_as_self_ageing_breaks_the_bound() {
+    let mut sc = all(3.0)
+        .into_iter()
+        .find(|s| s.name == "ntpd_worst_case")
+        .unwrap();
+    for s in &mut sc.servers {
+        s.declared_aged = true; // wrong: they do not age it
+    }
+    let r = report(&sc, &run_seeds(&sc, 4, 2));
+    eprintln!("{}", serde_json::to_string(&r).unwrap());
+    assert!(
+        r.violations > 0,
+        "expected the wrong declaration to show violations"
+    );
+    let honest = run("chrony_declared");
+    assert_sound(&honest);
+    let ntpd = run("ntpd_style");
+    assert!(honest.median_epsilon_ns < ntpd.median_epsilon_ns);
+}

@@ -117,7 +117,19 @@ fn soak_against_chronyd() {
         name: "chrony-client".into(),
     });
 
-    let (agent, http) = start_agent("soak", &addrs, &["--poll", "1s"]);
+    // SKEWD_SOAK_DECLARE=1: declare the servers as ageing their own root
+    // dispersion (chronyd does), via the config file.
+    let declare = std::env::var_os("SKEWD_SOAK_DECLARE").is_some();
+    let cfg = dir.join("skewd.toml");
+    let mut toml = String::new();
+    for a in &addrs {
+        toml.push_str(&format!(
+            "[[server]]\naddress = \"{a}\"\ndispersion_aged_by_server = {declare}\n"
+        ));
+    }
+    std::fs::write(&cfg, toml).unwrap();
+    let cfg_arg = cfg.display().to_string();
+    let (agent, http) = start_agent("soak-agent", &[], &["--poll", "1s", "--config", &cfg_arg]);
     assert!(wait_until(Duration::from_secs(10), || get_json(
         http, "/v1/now"
     )["status"]
@@ -173,7 +185,7 @@ fn soak_against_chronyd() {
         median(&mut chrony)
     };
     eprintln!(
-        "SOAK {secs} s: {n} intervals, {bad} misses; skewd epsilon after 60 s: median {med} ns, p99 {p99} ns; \
+        "SOAK {secs} s (servers declared self-ageing: {declare}): {n} intervals, {bad} misses; skewd epsilon after 60 s: median {med} ns, p99 {p99} ns; \
          chrony's bound (|offset| + disp + delay/2): median {cmed} ns over {} samples; violations {}; states {:?}",
         chrony.len(),
         st["bound_violations"],

@@ -132,6 +132,9 @@ pub struct Engine {
     steps: u64,
     leap_bits: Vec<Leap>,
     leap: LeapState,
+    /// Per source: the server ages its root dispersion itself (see
+    /// [`Engine::set_dispersion_aged_by_server`]).
+    aged_by_server: Vec<bool>,
 }
 
 impl Engine {
@@ -148,6 +151,18 @@ impl Engine {
             steps: 0,
             leap_bits: vec![Leap::None; sources],
             leap: LeapState::new(sources),
+            aged_by_server: vec![false; sources],
+        }
+    }
+
+    /// Declare that source `source` ages its root dispersion itself before
+    /// sending (chrony does; ntpd sends it as of its last update), so skewd
+    /// does not age it again at Phi_s. A stated assumption: declared for an
+    /// ntpd-style server, that server's error since its reference time
+    /// escapes the bound (the simulator shows the violations).
+    pub fn set_dispersion_aged_by_server(&mut self, source: usize, yes: bool) {
+        if let Some(x) = self.aged_by_server.get_mut(source) {
+            *x = yes;
         }
     }
 
@@ -227,7 +242,11 @@ impl Engine {
         let Some(src) = self.sources.get_mut(source) else {
             return Err(Rejected::Unexpected);
         };
-        let sample = src.handle_reply(bytes, sent_at, received_at, self.pivot, &self.cfg.sample)?;
+        let mut params = self.cfg.sample;
+        if self.aged_by_server.get(source).copied().unwrap_or(false) {
+            params.server_dispersion_rate = Rate(0);
+        }
+        let sample = src.handle_reply(bytes, sent_at, received_at, self.pivot, &params)?;
         self.pivot = sample.bound.lo.max(self.pivot);
         let model_then = self
             .estimator

@@ -93,8 +93,27 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         precision: -20,
         stratum: 2,
         down: &[],
+        ages_dispersion: false,
+        declared_aged: false,
     };
     v.push(base("ntpd_style", vec![ntpd; 4], hours));
+
+    // Every server at the edge of its (unaged) root distance, in the same
+    // direction: only Phi_s ageing keeps the bound.
+    let worst = ServerSpec {
+        behaviour: Behaviour::NtpdWorstCase,
+        ..ntpd
+    };
+    v.push(base("ntpd_worst_case", vec![worst; 4], hours));
+
+    // The same servers, chrony-style: they age their root dispersion before
+    // sending, and the config declares it (dispersion_aged_by_server).
+    let chrony = ServerSpec {
+        ages_dispersion: true,
+        declared_aged: true,
+        ..ntpd
+    };
+    v.push(base("chrony_declared", vec![chrony; 4], hours));
 
     // A 1 s poll over a loopback-like path (the integration tests' regime).
     let mut s = base("fast_poll", honest(4), hours);

@@ -27,6 +27,11 @@ pub enum Behaviour {
         /// Send dispersion unaged.
         ntpd_style: bool,
     },
+    /// Honest at the very edge of the ntpd model: error +0.95 x its root
+    /// distance right after each update (every 64 s), then growing at +10 ppm
+    /// while its dispersion is sent unaged. Within Lambda + Phi_s * age only
+    /// because skewd ages the dispersion itself.
+    NtpdWorstCase,
     /// Constant offset (ns), advertising a tiny root distance.
     Constant(i64),
     /// Offset growing at this rate (ppb) from the start.
@@ -60,6 +65,14 @@ pub struct ServerSpec {
     pub stratum: u8,
     /// Down (no replies) during these steady windows (ns).
     pub down: &'static [(i64, i64)],
+    /// The server ages its root dispersion itself before sending, at its own
+    /// drift bound of 10 ppm (chrony-style), so the advertised root distance
+    /// holds at transmit.
+    pub ages_dispersion: bool,
+    /// The engine is told this server ages its dispersion itself
+    /// (`Engine::set_dispersion_aged_by_server`): a stated assumption that is
+    /// only true when `ages_dispersion` is.
+    pub declared_aged: bool,
 }
 
 impl ServerSpec {
@@ -72,6 +85,8 @@ impl ServerSpec {
             precision: -23,
             stratum: 1,
             down: &[],
+            ages_dispersion: false,
+            declared_aged: false,
         }
     }
     /// A liar advertising a tiny root distance.
@@ -83,6 +98,8 @@ impl ServerSpec {
             precision: -23,
             stratum: 1,
             down: &[],
+            ages_dispersion: false,
+            declared_aged: false,
         }
     }
 }
@@ -357,7 +374,10 @@ impl<'a> World<'a> {
                 updated_at: i128::MIN / 4,
             })
             .collect();
-        let engine = Engine::new(sc.engine, sc.servers.len(), Steady(0));
+        let mut engine = Engine::new(sc.engine, sc.servers.len(), Steady(0));
+        for (i, spec) in sc.servers.iter().enumerate() {
+            engine.set_dispersion_aged_by_server(i, spec.declared_aged);
+        }
         let mut w = World {
             sc,
             rng,
@@ -527,6 +547,16 @@ impl<'a> World<'a> {
                 let err = s.err0 as i128 + s.drift_ppb as i128 * (t - s.updated_at) / NS_PER_S;
                 (t + err, s.updated_at)
             }
+            Behaviour::NtpdWorstCase => {
+                let period = 64 * NS_PER_S;
+                if t - s.updated_at >= period {
+                    let s = &mut self.servers[src];
+                    s.updated_at = t - t.rem_euclid(period);
+                }
+                let s = &self.servers[src];
+                let err = lambda * 95 / 100 + 10 * (t - s.updated_at) / 1_000_000;
+                (t + err, s.updated_at)
+            }
             Behaviour::Constant(o) => (t + o as i128, t),
             Behaviour::Drifting(ppb) => (t + ppb as i128 * (t - self.start_true) / NS_PER_S, t),
             Behaviour::Random(r) => (t + (self.rng.symmetric(1.0) * r as f64) as i128, t),
@@ -589,7 +619,16 @@ impl<'a> World<'a> {
             poll: 4,
             precision: spec.precision,
             root_delay: nanos_to_short_ceil(Nanos(spec.root_delay_ns as i128)),
-            root_dispersion: nanos_to_short_ceil(Nanos(spec.root_dispersion_ns as i128)),
+            root_dispersion: nanos_to_short_ceil(Nanos(
+                spec.root_dispersion_ns as i128
+                    + if spec.ages_dispersion {
+                        // its own drift bound (10 ppm) since the reference
+                        // time, rounded up, as chrony ages by its skew
+                        (10 * (t3 - reftime.min(t3)) + 999_999) / 1_000_000
+                    } else {
+                        0
+                    },
+            )),
             ref_id: *b"SIM\0",
             reference: NtpTimestamp::from_ref(RefTime(reftime.min(t3))),
             origin: q.transmit,
