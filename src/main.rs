@@ -48,6 +48,11 @@ enum Cmd {
         /// Use only userspace receive stamps (no SO_TIMESTAMPNS).
         #[arg(long)]
         no_kernel_timestamps: bool,
+        /// Declare every --server as ageing its own root dispersion before
+        /// answering (chronyd does, ntpd does not): much narrower intervals
+        /// against chrony servers, wrong for ntpd ones.
+        #[arg(long)]
+        servers_age_dispersion: bool,
     },
     /// Print the interval [earliest, latest] that contains true time now
     /// (read from shared memory).
@@ -162,6 +167,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             poll,
             no_kernel_timestamps,
+            servers_age_dispersion,
         } => {
             init_logging();
             let mut file = match &config {
@@ -171,7 +177,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if no_kernel_timestamps {
                 file.kernel_timestamps = Some(false);
             }
-            let opts = RunOptions::from_parts(file, servers, listen, shm, state_dir, poll)?;
+            let flagged = !servers.is_empty();
+            let mut opts = RunOptions::from_parts(file, servers, listen, shm, state_dir, poll)?;
+            if servers_age_dispersion {
+                if !flagged {
+                    anyhow::bail!("--servers-age-dispersion applies to --server flags; in a config file set dispersion_aged_by_server per [[server]]");
+                }
+                opts.dispersion_aged_by_server = vec![true; opts.servers.len()];
+            }
             run(opts)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -37,6 +37,12 @@ fn three_honest_chronyd_and_a_liar() {
 
     let start = Instant::now();
     let (_agent, http) = start_agent("chrony", &addrs, &["--poll", "1s"]);
+    // A second agent on the same servers, declaring them chrony-style.
+    let (_declared, http_d) = start_agent(
+        "chrony-declared",
+        &addrs,
+        &["--poll", "1s", "--servers-age-dispersion"],
+    );
     assert!(
         wait_until(Duration::from_secs(10), || get_json(http, "/v1/now")
             ["status"]
@@ -45,8 +51,13 @@ fn three_honest_chronyd_and_a_liar() {
     );
     eprintln!("synchronized after {:?}", start.elapsed());
 
+    assert!(wait_until(Duration::from_secs(10), || get_json(
+        http_d, "/v1/now"
+    )["status"]
+        == "synchronized"));
     let t = Instant::now();
     let mut eps = Vec::new();
+    let mut eps_d = Vec::new();
     while t.elapsed() < Duration::from_secs(20) {
         let (b, v, a) = now_bracketed(http);
         assert!(
@@ -55,8 +66,16 @@ fn three_honest_chronyd_and_a_liar() {
         );
         assert_eq!(v["status"], "synchronized", "{v}");
         eps.push(v["epsilon_ns"].as_i64().unwrap());
+        let (b, v, a) = now_bracketed(http_d);
+        assert!(
+            holds(b, &v, a),
+            "declared agent: interval {v} misses the host clock [{b}, {a}]"
+        );
+        eps_d.push(v["epsilon_ns"].as_i64().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
+    let md = median(&mut eps_d);
+    eprintln!("declared servers: median epsilon {md} ns");
     let m = median(&mut eps);
     eprintln!(
         "{} intervals, median epsilon {m} ns, max {} ns",
@@ -65,6 +84,10 @@ fn three_honest_chronyd_and_a_liar() {
     );
     assert!(eps.len() >= 500);
     assert!(m < 1_000_000, "median epsilon {m} ns");
+    assert!(
+        md < m,
+        "declaring chrony servers must narrow the interval: {md} vs {m}"
+    );
 
     let st = get_json(http, "/v1/status");
     let states = source_states(&st);
