@@ -190,24 +190,55 @@ impl Clock {
         Ok(t)
     }
 
-    fn observe(&self) -> Result<Observation, WaitError> {
+    /// One read as a waiter sees it, plus the latest bound (leap-free).
+    fn observe_with_latest(&self) -> Result<(Observation, Option<i64>), WaitError> {
+        let none = |status| Observation {
+            earliest_ns: None,
+            epsilon_ns: None,
+            status,
+        };
         match self.now() {
-            Ok(t) => Ok(Observation {
-                earliest_ns: Some(t.leapfree.0 as i128),
-                epsilon_ns: Some(t.epsilon_ns() as i128),
-                status: t.status,
-            }),
-            Err(ClientError::NoModel(s)) => Ok(Observation {
-                earliest_ns: None,
-                epsilon_ns: None,
-                status: s,
-            }),
-            Err(ClientError::Interrupted(_)) => Ok(Observation {
-                earliest_ns: None,
-                epsilon_ns: None,
-                status: Status::Disrupted,
-            }),
+            Ok(t) => Ok((
+                Observation {
+                    earliest_ns: Some(t.leapfree.0 as i128),
+                    epsilon_ns: Some(t.epsilon_ns() as i128),
+                    status: t.status,
+                },
+                Some(t.leapfree.1),
+            )),
+            Err(ClientError::NoModel(s)) => Ok((none(s), None)),
+            Err(ClientError::Interrupted(_)) => Ok((none(Status::Disrupted), None)),
             Err(e) => Err(WaitError::Read(e.to_string())),
+        }
+    }
+
+    fn observe(&self) -> Result<Observation, WaitError> {
+        self.observe_with_latest().map(|(o, _)| o)
+    }
+
+    /// Commit-wait's choice from one read: `Ok((s, epsilon))` when the
+    /// reading is usable (and within the cap), else the observation.
+    fn pick(
+        &self,
+        max_epsilon_ns: Option<i64>,
+    ) -> Result<Result<(i64, i64), Observation>, WaitError> {
+        let (o, latest) = self.observe_with_latest()?;
+        Ok(match (latest, o.epsilon_ns) {
+            (Some(s), Some(e))
+                if crate::wait::usable(o.status)
+                    && max_epsilon_ns.is_none_or(|c| e <= c as i128) =>
+            {
+                Ok((s, e as i64))
+            }
+            _ => Err(o),
+        })
+    }
+
+    /// The timeout error for an observation that never became usable.
+    fn gave_up(o: &Observation, max_epsilon_ns: Option<i64>) -> ClientError {
+        match next_step(o, i128::MAX, Duration::ZERO, max_epsilon_ns.map(i128::from)) {
+            Step::Fail(e) => e.into(),
+            _ => WaitError::Read("no usable reading".into()).into(),
         }
     }
 
@@ -246,40 +277,21 @@ impl Clock {
         max_epsilon_ns: Option<i64>,
     ) -> Result<CommitWait, ClientError> {
         let start = std::time::Instant::now();
-        let (s, eps) = self.choose(timeout, max_epsilon_ns, || {
-            std::thread::sleep(Duration::from_millis(1))
-        })?;
-        let left = timeout.saturating_sub(start.elapsed());
-        self.wait_until(s, left, max_epsilon_ns)?;
+        let (s, eps) = loop {
+            match self.pick(max_epsilon_ns)? {
+                Ok(v) => break v,
+                Err(o) if start.elapsed() >= timeout => {
+                    return Err(Self::gave_up(&o, max_epsilon_ns))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        self.wait_until(s, timeout.saturating_sub(start.elapsed()), max_epsilon_ns)?;
         Ok(CommitWait {
             timestamp_ns: s,
             waited_ns: start.elapsed().as_nanos() as i64,
             epsilon_ns: eps,
         })
-    }
-
-    /// Pick the timestamp: the latest bound of a usable reading.
-    fn choose(
-        &self,
-        timeout: Duration,
-        max_epsilon_ns: Option<i64>,
-        mut pause: impl FnMut(),
-    ) -> Result<(i64, i64), ClientError> {
-        let start = std::time::Instant::now();
-        loop {
-            let o = self.observe()?;
-            if let Ok(t) = self.now() {
-                let eps = t.epsilon_ns();
-                if crate::wait::usable(t.status) && max_epsilon_ns.is_none_or(|c| eps <= c) {
-                    return Ok((t.leapfree.1, eps));
-                }
-            }
-            let left = timeout.saturating_sub(start.elapsed());
-            if let Step::Fail(e) = next_step(&o, i128::MAX, left, max_epsilon_ns.map(i128::from)) {
-                return Err(e.into());
-            }
-            pause();
-        }
     }
 
     /// Async `wait_until` (tokio).
@@ -307,9 +319,11 @@ impl Clock {
     ) -> Result<CommitWait, ClientError> {
         let start = std::time::Instant::now();
         let (s, eps) = loop {
-            match self.choose(Duration::ZERO, max_epsilon_ns, || {}) {
+            match self.pick(max_epsilon_ns)? {
                 Ok(v) => break v,
-                Err(e) if start.elapsed() >= timeout => return Err(e),
+                Err(o) if start.elapsed() >= timeout => {
+                    return Err(Self::gave_up(&o, max_epsilon_ns))
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         };
