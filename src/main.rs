@@ -306,6 +306,10 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Handlers first: READY goes out from a spawned task, and a SIGTERM
+        // that lands before the handler exists would kill the process without
+        // STOPPING=1, the shm segment marked stopped or the drift file saved.
+        let signals = Signals::install();
         let shared = Shared::new();
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
@@ -328,7 +332,7 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
                 let _ = http_stop.changed().await;
             });
         let server = tokio::spawn(async move { server.await });
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("stopping");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
@@ -340,17 +344,33 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, listened for from the moment they are installed.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    }
+
+    async fn wait(mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.int) => {}
+        }
     }
 }
