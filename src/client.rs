@@ -27,7 +27,7 @@ use crate::core::time::clamp_i64;
 use crate::core::time::{Nanos, Steady};
 use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL};
 use crate::shm::{Reader, ShmError};
-use crate::wait::{next_step, CommitWait, Observation, Step, WaitError};
+use crate::wait::{self, CommitWait, Observation, WaitError};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -190,55 +190,18 @@ impl Clock {
         Ok(t)
     }
 
-    /// One read as a waiter sees it, plus the latest bound (leap-free).
-    fn observe_with_latest(&self) -> Result<(Observation, Option<i64>), WaitError> {
-        let none = |status| Observation {
-            earliest_ns: None,
-            epsilon_ns: None,
-            status,
-        };
-        match self.now() {
-            Ok(t) => Ok((
-                Observation {
-                    earliest_ns: Some(t.leapfree.0 as i128),
-                    epsilon_ns: Some(t.epsilon_ns() as i128),
-                    status: t.status,
-                },
-                Some(t.leapfree.1),
-            )),
-            Err(ClientError::NoModel(s)) => Ok((none(s), None)),
-            Err(ClientError::Interrupted(_)) => Ok((none(Status::Disrupted), None)),
-            Err(e) => Err(WaitError::Read(e.to_string())),
-        }
-    }
-
+    /// One read as a waiter sees it (leap-free).
     fn observe(&self) -> Result<Observation, WaitError> {
-        self.observe_with_latest().map(|(o, _)| o)
-    }
-
-    /// Commit-wait's choice from one read: `Ok((s, epsilon))` when the
-    /// reading is usable (and within the cap), else the observation.
-    fn pick(
-        &self,
-        max_epsilon_ns: Option<i64>,
-    ) -> Result<Result<(i64, i64), Observation>, WaitError> {
-        let (o, latest) = self.observe_with_latest()?;
-        Ok(match (latest, o.epsilon_ns) {
-            (Some(s), Some(e))
-                if crate::wait::usable(o.status)
-                    && max_epsilon_ns.is_none_or(|c| e <= c as i128) =>
-            {
-                Ok((s, e as i64))
-            }
-            _ => Err(o),
-        })
-    }
-
-    /// The timeout error for an observation that never became usable.
-    fn gave_up(o: &Observation, max_epsilon_ns: Option<i64>) -> ClientError {
-        match next_step(o, i128::MAX, Duration::ZERO, max_epsilon_ns.map(i128::from)) {
-            Step::Fail(e) => e.into(),
-            _ => WaitError::Read("no usable reading".into()).into(),
+        match self.now() {
+            Ok(t) => Ok(Observation {
+                earliest_ns: Some(t.leapfree.0 as i128),
+                latest_ns: Some(t.leapfree.1 as i128),
+                epsilon_ns: Some(t.epsilon_ns() as i128),
+                status: t.status,
+            }),
+            Err(ClientError::NoModel(s)) => Ok(Observation::without_model(s)),
+            Err(ClientError::Interrupted(_)) => Ok(Observation::without_model(Status::Disrupted)),
+            Err(e) => Err(WaitError::Read(e.to_string())),
         }
     }
 
@@ -260,38 +223,27 @@ impl Clock {
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<(), ClientError> {
-        crate::wait::wait_blocking(
+        wait::wait_blocking(
             || self.observe(),
-            t_ns as i128,
+            t_ns.into(),
             timeout,
             max_epsilon_ns.map(i128::from),
         )?;
         Ok(())
     }
 
-    /// Spanner's commit-wait: pick `s = now().latest`, return once
-    /// `now().earliest > s`.
+    /// Spanner's commit-wait: pick `s = now().latest` from the first usable
+    /// read (within `max_epsilon_ns`), return once `now().earliest > s`.
     pub fn commit_wait(
         &self,
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<CommitWait, ClientError> {
-        let start = std::time::Instant::now();
-        let (s, eps) = loop {
-            match self.pick(max_epsilon_ns)? {
-                Ok(v) => break v,
-                Err(o) if start.elapsed() >= timeout => {
-                    return Err(Self::gave_up(&o, max_epsilon_ns))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
-        };
-        self.wait_until(s, timeout.saturating_sub(start.elapsed()), max_epsilon_ns)?;
-        Ok(CommitWait {
-            timestamp_ns: s,
-            waited_ns: start.elapsed().as_nanos() as i64,
-            epsilon_ns: eps,
-        })
+        Ok(wait::commit_wait_blocking(
+            || self.observe(),
+            timeout,
+            max_epsilon_ns.map(i128::from),
+        )?)
     }
 
     /// Async `wait_until` (tokio).
@@ -301,9 +253,9 @@ impl Clock {
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<(), ClientError> {
-        crate::wait::wait_async(
+        wait::wait_async(
             || self.observe(),
-            t_ns as i128,
+            t_ns.into(),
             timeout,
             max_epsilon_ns.map(i128::from),
         )
@@ -317,23 +269,10 @@ impl Clock {
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<CommitWait, ClientError> {
-        let start = std::time::Instant::now();
-        let (s, eps) = loop {
-            match self.pick(max_epsilon_ns)? {
-                Ok(v) => break v,
-                Err(o) if start.elapsed() >= timeout => {
-                    return Err(Self::gave_up(&o, max_epsilon_ns))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        };
-        let left = timeout.saturating_sub(start.elapsed());
-        self.wait_until_async(s, left, max_epsilon_ns).await?;
-        Ok(CommitWait {
-            timestamp_ns: s,
-            waited_ns: start.elapsed().as_nanos() as i64,
-            epsilon_ns: eps,
-        })
+        Ok(
+            wait::commit_wait_async(|| self.observe(), timeout, max_epsilon_ns.map(i128::from))
+                .await?,
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use crate::clock;
 use crate::core::time::clamp_i64;
 use crate::daemon::{healthy, Shared};
 use crate::snapshot::NowReading;
-use crate::wait::{wait_async, CommitWait, Observation, WaitError};
+use crate::wait::{commit_wait_async, wait_async, Observation, WaitError};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -143,27 +143,32 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
+/// One strict read of the in-process snapshot, as a waiter sees it: after
+/// an unnoticed suspend the steady clock is behind true time, and an
+/// interval (or a commit timestamp) taken from it would be too early.
 fn observe(s: &Shared) -> Result<Observation, WaitError> {
-    let t = clock::raw();
     let snap = s
         .snapshot
         .read()
         .map_err(|_| WaitError::Read("state lock poisoned".into()))?;
-    let st = snap.status_at(t);
+    let Ok((t, extra)) = clock::strict_steady(snap.offs_boot_ns) else {
+        return Ok(Observation::without_model(
+            crate::core::model::Status::Disrupted,
+        ));
+    };
+    let status = snap.status_at(t);
     Ok(match &snap.model {
         Some(m) => {
             let iv = m.interval_at(t).interval;
+            let extra = i128::from(extra);
             Observation {
-                earliest_ns: Some(iv.lo.0),
-                epsilon_ns: Some(iv.half_width_ceil().0),
-                status: st,
+                earliest_ns: Some(iv.lo.0 - extra),
+                latest_ns: Some(iv.hi.0 + extra),
+                epsilon_ns: Some(iv.half_width_ceil().0 + extra),
+                status,
             }
         }
-        None => Observation {
-            earliest_ns: None,
-            epsilon_ns: None,
-            status: st,
-        },
+        None => Observation::without_model(status),
     })
 }
 
@@ -246,13 +251,12 @@ async fn wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let started = clock::raw();
-    match wait_async(|| observe(&s), until as i128, p.timeout, p.max_epsilon_ns).await {
-        Ok(o) => Json(json!({
+    match wait_async(|| observe(&s), until.into(), p.timeout, p.max_epsilon_ns).await {
+        Ok(f) => Json(json!({
             "until_ns": until,
-            "earliest_ns": o.earliest_ns.map(clamp_i64),
-            "waited_ns": clock::raw().since(started).0 as i64,
-            "status": o.status.as_str(),
+            "earliest_ns": f.last.earliest_ns.map(clamp_i64),
+            "waited_ns": clamp_i64(f.waited.as_nanos() as i128),
+            "status": f.last.status.as_str(),
         }))
         .into_response(),
         Err(e) => timeout_response(e),
@@ -273,49 +277,10 @@ async fn commit_wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    match commit_wait_async(&s, p.timeout, p.max_epsilon_ns).await {
+    match commit_wait_async(|| observe(&s), p.timeout, p.max_epsilon_ns).await {
         Ok(c) => Json(c).into_response(),
         Err(e) => timeout_response(e),
     }
-}
-
-/// Commit-wait against the in-process snapshot.
-pub async fn commit_wait_async(
-    s: &Shared,
-    timeout: Duration,
-    max_epsilon_ns: Option<i128>,
-) -> Result<CommitWait, WaitError> {
-    let started = clock::raw();
-    // Pick s = latest from a usable reading (waiting for one if needed).
-    let deadline = std::time::Instant::now() + timeout;
-    let (ts, eps) = loop {
-        let snap = s.get();
-        // Strict read: after an unnoticed suspend the steady clock is behind
-        // true time, and a timestamp picked from it would be too early.
-        let read = clock::strict_steady(snap.offs_boot_ns).ok();
-        if let (Some(m), Some((t, extra))) = (&snap.model, read) {
-            let r = m.interval_at(t);
-            let e = r.interval.half_width_ceil().0 + extra as i128;
-            if crate::wait::usable(r.status) && max_epsilon_ns.is_none_or(|cap| e <= cap) {
-                break (r.interval.hi.0 + extra as i128, e);
-            }
-        }
-        if std::time::Instant::now() >= deadline {
-            let r = snap.read_now();
-            return Err(WaitError::Timeout {
-                status: r.status,
-                epsilon: r.epsilon_ns.map_or("none".into(), |e| format!("{e} ns")),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let left = deadline.saturating_duration_since(std::time::Instant::now());
-    wait_async(|| observe(s), ts, left, max_epsilon_ns).await?;
-    Ok(CommitWait {
-        timestamp_ns: clamp_i64(ts),
-        waited_ns: clamp_i64(clock::raw().since(started).0),
-        epsilon_ns: clamp_i64(eps),
-    })
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {

@@ -4,20 +4,50 @@
 //! `now().earliest > s`. A waiter reads the interval, sleeps most of the gap,
 //! re-reads, and finishes with a short spin, so it returns microseconds after
 //! the first instant at which the condition holds. The decision of each step
-//! is the pure [`next_step`]; the blocking and async loops only perform it.
+//! is the pure [`next_step`]; one loop ([`run`]) performs it for every
+//! caller, and only the way it pauses differs: the blocking variants sleep
+//! the thread and spin, the async ones sleep on tokio's timer and yield.
 
 use crate::core::model::Status;
-use std::time::Duration;
+use crate::core::time::clamp_i64;
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
-/// One read of the interval, as a waiter needs it.
+/// One read of the interval, as a waiter needs it (leap-free Unix ns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
-    /// Earliest reference time (Unix ns), if there is a model.
+    /// Earliest reference time, if there is a model.
     pub earliest_ns: Option<i128>,
-    /// Half-width (ns), if there is a model.
+    /// Latest reference time, if there is a model (commit-wait picks it).
+    pub latest_ns: Option<i128>,
+    /// Half-width, if there is a model.
     pub epsilon_ns: Option<i128>,
     /// Status.
     pub status: Status,
+}
+
+impl Observation {
+    /// A read without a model.
+    pub fn without_model(status: Status) -> Self {
+        Observation {
+            earliest_ns: None,
+            latest_ns: None,
+            epsilon_ns: None,
+            status,
+        }
+    }
+
+    /// Whether a waiter may act on this read: a usable status and an error
+    /// bound within the cap.
+    fn acceptable(&self, max_epsilon_ns: Option<i128>) -> bool {
+        usable(self.status)
+            && match (self.epsilon_ns, max_epsilon_ns) {
+                (Some(e), Some(cap)) => e <= cap,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+    }
 }
 
 /// Why a wait ended without success.
@@ -49,6 +79,15 @@ pub enum Step {
     Fail(WaitError),
 }
 
+/// How a waiter pauses between reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Sleep about this long.
+    Sleep(Duration),
+    /// Read again almost at once.
+    Spin,
+}
+
 /// Statuses whose interval a waiter may act on.
 pub fn usable(s: Status) -> bool {
     matches!(s, Status::Synchronized | Status::FreeRunning)
@@ -61,35 +100,28 @@ const POLL_UNUSABLE: Duration = Duration::from_millis(10);
 
 /// Decide the next step of a wait for `earliest > until_ns`, given one
 /// observation, the time left before the deadline and an optional cap on
-/// the error bound.
+/// the error bound. `until_ns` is `None` while commit-wait has not yet
+/// picked its timestamp.
 pub fn next_step(
     o: &Observation,
-    until_ns: i128,
+    until_ns: Option<i128>,
     left: Duration,
     max_epsilon_ns: Option<i128>,
 ) -> Step {
-    let within_cap = match (o.epsilon_ns, max_epsilon_ns) {
-        (Some(e), Some(cap)) => e <= cap,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let ok = o.acceptable(max_epsilon_ns);
+    let gap = match (ok, o.earliest_ns, until_ns) {
+        (true, Some(e), Some(u)) if e > u => return Step::Done,
+        (true, Some(e), Some(u)) => Some(u - e + 1),
+        _ => None,
     };
-    let ok = usable(o.status) && within_cap;
-    if ok {
-        if let Some(e) = o.earliest_ns {
-            if e > until_ns {
-                return Step::Done;
-            }
-        }
-    }
     if left.is_zero() {
         return Step::Fail(WaitError::Timeout {
             status: o.status.as_str(),
             epsilon: o.epsilon_ns.map_or("none".into(), |e| format!("{e} ns")),
         });
     }
-    let gap = match (ok, o.earliest_ns) {
-        (true, Some(e)) => until_ns - e + 1,
-        _ => return Step::Sleep(POLL_UNUSABLE.min(left)),
+    let Some(gap) = gap else {
+        return Step::Sleep(POLL_UNUSABLE.min(left));
     };
     // earliest advances at (1 + R) minus the growth of the bound: never
     // faster than 1 + phi_hw, so sleeping gap / (1 + 0.001) never overshoots.
@@ -112,48 +144,142 @@ pub struct CommitWait {
     pub epsilon_ns: i64,
 }
 
-/// Blocking wait: `read` gives an observation, `elapsed` the time since the
-/// wait began. Sleeps with `std::thread::sleep`, spins the last stretch.
-pub fn wait_blocking(
-    mut read: impl FnMut() -> Result<Observation, WaitError>,
-    until_ns: i128,
-    timeout: Duration,
-    max_epsilon_ns: Option<i128>,
-) -> Result<Observation, WaitError> {
-    let start = std::time::Instant::now();
-    loop {
-        let o = read()?;
-        let left = timeout.saturating_sub(start.elapsed());
-        match next_step(&o, until_ns, left, max_epsilon_ns) {
-            Step::Done => return Ok(o),
-            Step::Fail(e) => return Err(e),
-            Step::Sleep(d) => std::thread::sleep(d),
-            Step::Spin => std::hint::spin_loop(),
+/// What a finished wait saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// The read that ended the wait (`earliest > until`).
+    pub last: Observation,
+    /// The instant waited for (commit-wait: the picked timestamp).
+    pub until_ns: i128,
+    /// The error bound of the read `until_ns` was picked from (commit-wait),
+    /// or of the last read (wait-until).
+    pub epsilon_ns: i128,
+    /// How long the wait took.
+    pub waited: Duration,
+}
+
+impl Finished {
+    /// As a commit-wait result.
+    pub fn commit_wait(&self) -> CommitWait {
+        CommitWait {
+            timestamp_ns: clamp_i64(self.until_ns),
+            waited_ns: clamp_i64(self.waited.as_nanos() as i128),
+            epsilon_ns: clamp_i64(self.epsilon_ns),
         }
     }
 }
 
-/// Async wait (tokio): sleeps on the runtime's timer (1 ms granularity) and
-/// yields for the last millisecond.
-pub async fn wait_async(
+/// The one wait loop. With `until_ns = None` it is commit-wait: the first
+/// acceptable read's `latest` becomes the instant waited for. `pause`
+/// performs the pauses [`next_step`] asks for.
+pub async fn run<F: Future<Output = ()>>(
     mut read: impl FnMut() -> Result<Observation, WaitError>,
+    mut until_ns: Option<i128>,
+    timeout: Duration,
+    max_epsilon_ns: Option<i128>,
+    mut pause: impl FnMut(Pause) -> F,
+) -> Result<Finished, WaitError> {
+    let start = Instant::now();
+    let mut picked_epsilon = None;
+    loop {
+        let o = read()?;
+        if until_ns.is_none() && o.acceptable(max_epsilon_ns) && o.latest_ns.is_some() {
+            until_ns = o.latest_ns;
+            picked_epsilon = o.epsilon_ns;
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        match next_step(&o, until_ns, left, max_epsilon_ns) {
+            Step::Done => {
+                return Ok(Finished {
+                    last: o,
+                    until_ns: until_ns.unwrap_or_default(),
+                    epsilon_ns: picked_epsilon.or(o.epsilon_ns).unwrap_or_default(),
+                    waited: start.elapsed(),
+                })
+            }
+            Step::Fail(e) => return Err(e),
+            Step::Sleep(d) => pause(Pause::Sleep(d)).await,
+            Step::Spin => pause(Pause::Spin).await,
+        }
+    }
+}
+
+/// Pause the calling thread: sleep, or spin once.
+fn pause_thread(p: Pause) -> std::future::Ready<()> {
+    match p {
+        Pause::Sleep(d) => std::thread::sleep(d),
+        Pause::Spin => std::hint::spin_loop(),
+    }
+    std::future::ready(())
+}
+
+/// Pause the tokio task: the timer has 1 ms granularity, so sleep a
+/// millisecond short and yield through the rest.
+async fn pause_task(p: Pause) {
+    match p {
+        Pause::Sleep(d) if d > Duration::from_millis(2) => {
+            tokio::time::sleep(d - Duration::from_millis(1)).await
+        }
+        Pause::Sleep(_) | Pause::Spin => tokio::task::yield_now().await,
+    }
+}
+
+/// Drive a future whose every await is already complete (the blocking
+/// pauses): it finishes on the first poll.
+fn complete<T>(f: impl Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Blocking wait for `earliest > until_ns`.
+pub fn wait_blocking(
+    read: impl FnMut() -> Result<Observation, WaitError>,
     until_ns: i128,
     timeout: Duration,
     max_epsilon_ns: Option<i128>,
-) -> Result<Observation, WaitError> {
-    let start = std::time::Instant::now();
-    loop {
-        let o = read()?;
-        let left = timeout.saturating_sub(start.elapsed());
-        match next_step(&o, until_ns, left, max_epsilon_ns) {
-            Step::Done => return Ok(o),
-            Step::Fail(e) => return Err(e),
-            Step::Sleep(d) if d > Duration::from_millis(2) => {
-                tokio::time::sleep(d - Duration::from_millis(1)).await
-            }
-            Step::Sleep(_) | Step::Spin => tokio::task::yield_now().await,
-        }
-    }
+) -> Result<Finished, WaitError> {
+    complete(run(
+        read,
+        Some(until_ns),
+        timeout,
+        max_epsilon_ns,
+        pause_thread,
+    ))
+}
+
+/// Async wait (tokio) for `earliest > until_ns`.
+pub async fn wait_async(
+    read: impl FnMut() -> Result<Observation, WaitError>,
+    until_ns: i128,
+    timeout: Duration,
+    max_epsilon_ns: Option<i128>,
+) -> Result<Finished, WaitError> {
+    run(read, Some(until_ns), timeout, max_epsilon_ns, pause_task).await
+}
+
+/// Blocking commit-wait.
+pub fn commit_wait_blocking(
+    read: impl FnMut() -> Result<Observation, WaitError>,
+    timeout: Duration,
+    max_epsilon_ns: Option<i128>,
+) -> Result<CommitWait, WaitError> {
+    complete(run(read, None, timeout, max_epsilon_ns, pause_thread)).map(|f| f.commit_wait())
+}
+
+/// Async commit-wait (tokio).
+pub async fn commit_wait_async(
+    read: impl FnMut() -> Result<Observation, WaitError>,
+    timeout: Duration,
+    max_epsilon_ns: Option<i128>,
+) -> Result<CommitWait, WaitError> {
+    run(read, None, timeout, max_epsilon_ns, pause_task)
+        .await
+        .map(|f| f.commit_wait())
 }
 
 #[cfg(test)]
@@ -163,6 +289,7 @@ mod tests {
     fn obs(earliest: i128, eps: i128, status: Status) -> Observation {
         Observation {
             earliest_ns: Some(earliest),
+            latest_ns: Some(earliest + 2 * eps),
             epsilon_ns: Some(eps),
             status,
         }
@@ -172,14 +299,19 @@ mod tests {
     fn steps() {
         let left = Duration::from_secs(1);
         assert_eq!(
-            next_step(&obs(101, 5, Status::Synchronized), 100, left, None),
+            next_step(&obs(101, 5, Status::Synchronized), Some(100), left, None),
             Step::Done
         );
         assert_eq!(
-            next_step(&obs(100, 5, Status::Synchronized), 100, left, None),
+            next_step(&obs(100, 5, Status::Synchronized), Some(100), left, None),
             Step::Spin
         );
-        match next_step(&obs(0, 5, Status::Synchronized), 10_000_000, left, None) {
+        match next_step(
+            &obs(0, 5, Status::Synchronized),
+            Some(10_000_000),
+            left,
+            None,
+        ) {
             Step::Sleep(d) => {
                 assert!(d < Duration::from_millis(10) && d > Duration::from_millis(9))
             }
@@ -187,19 +319,97 @@ mod tests {
         }
         // unusable status or epsilon above the cap never completes
         assert!(matches!(
-            next_step(&obs(101, 5, Status::Unknown), 100, left, None),
+            next_step(&obs(101, 5, Status::Unknown), Some(100), left, None),
             Step::Sleep(_)
         ));
         assert!(matches!(
-            next_step(&obs(101, 5, Status::Synchronized), 100, left, Some(4)),
+            next_step(&obs(101, 5, Status::Synchronized), Some(100), left, Some(4)),
             Step::Sleep(_)
         ));
         assert!(matches!(
-            next_step(&obs(0, 5, Status::Disrupted), 100, Duration::ZERO, None),
+            next_step(
+                &obs(0, 5, Status::Disrupted),
+                Some(100),
+                Duration::ZERO,
+                None
+            ),
             Step::Fail(WaitError::Timeout {
                 status: "disrupted",
                 ..
             })
         ));
+    }
+
+    /// A scripted clock: each read advances 1 ms of true time; the first
+    /// three reads have no model, then the interval is truth ± 2 ms.
+    fn scripted() -> impl FnMut() -> Result<Observation, WaitError> {
+        let mut reads = 0i128;
+        move || {
+            reads += 1;
+            let truth = reads * 1_000_000;
+            Ok(if reads <= 3 {
+                Observation::without_model(Status::Unknown)
+            } else {
+                Observation {
+                    earliest_ns: Some(truth - 2_000_000),
+                    latest_ns: Some(truth + 2_000_000),
+                    epsilon_ns: Some(2_000_000),
+                    status: Status::Synchronized,
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn commit_wait_picks_latest_of_first_usable_read_and_waits_past_it() {
+        let c = commit_wait_blocking(scripted(), Duration::from_secs(5), None).unwrap();
+        // read 4 is the first usable one: truth 4 ms, latest 6 ms; earliest
+        // first exceeds 6 ms at read 9 (truth 9 ms, earliest 7 ms).
+        assert_eq!(c.timestamp_ns, 6_000_000);
+        assert_eq!(c.epsilon_ns, 2_000_000);
+        let f = complete(run(
+            scripted(),
+            None,
+            Duration::from_secs(5),
+            None,
+            pause_thread,
+        ))
+        .unwrap();
+        assert_eq!(f.last.earliest_ns, Some(7_000_000));
+        // a cap below every read's bound never picks: timeout, not a pick
+        let e = commit_wait_blocking(scripted(), Duration::from_millis(30), Some(1)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                WaitError::Timeout {
+                    status: "synchronized",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn async_and_blocking_waits_agree() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let a = rt
+            .block_on(wait_async(
+                scripted(),
+                5_000_000,
+                Duration::from_secs(5),
+                None,
+            ))
+            .unwrap();
+        let b = wait_blocking(scripted(), 5_000_000, Duration::from_secs(5), None).unwrap();
+        assert_eq!(a.last, b.last);
+        assert_eq!(a.last.earliest_ns, Some(6_000_000));
+        let c = rt
+            .block_on(commit_wait_async(scripted(), Duration::from_secs(5), None))
+            .unwrap();
+        assert_eq!(c.timestamp_ns, 6_000_000);
     }
 }
