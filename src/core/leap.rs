@@ -197,13 +197,8 @@ impl LeapState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::time::iv;
 
-    fn iv(lo: i128, hi: i128) -> Interval {
-        Interval {
-            lo: RefTime(lo),
-            hi: RefTime(hi),
-        }
-    }
 
     #[test]
     fn quorum_and_falseticker_bits() {

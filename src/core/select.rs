@@ -122,14 +122,9 @@ pub fn select(intervals: &[Interval], configured: usize) -> Result<Selection, No
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::time::iv;
     use proptest::prelude::*;
 
-    fn iv(lo: i128, hi: i128) -> Interval {
-        Interval {
-            lo: RefTime(lo),
-            hi: RefTime(hi),
-        }
-    }
 
     #[test]
     fn hull_not_largest_clique_intersection() {

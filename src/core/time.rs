@@ -167,6 +167,12 @@ pub struct Interval {
     pub hi: RefTime,
 }
 
+/// `[lo, hi]` from raw nanoseconds, for tests (panics if `lo > hi`).
+#[cfg(test)]
+pub(crate) fn iv(lo: i128, hi: i128) -> Interval {
+    Interval::new(RefTime(lo), RefTime(hi)).expect("lo <= hi")
+}
+
 impl Interval {
     /// The interval `[lo, hi]`; `None` if `lo > hi`.
     pub fn new(lo: RefTime, hi: RefTime) -> Option<Interval> {
