@@ -192,21 +192,16 @@ pub fn settle_dirs(opts: &mut RunOptions) {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    if !writable_dir(&shm_dir) {
-        if opts.explicit_dirs {
-            tracing::warn!(
-                "cannot write {}: the shared-memory segment is disabled",
-                shm_dir.display()
-            );
-        } else {
-            let d = user_runtime_dir();
-            tracing::warn!(
-                "cannot write {} (not root?): using {} for the shared-memory segment instead",
-                shm_dir.display(),
-                d.display()
-            );
-            opts.shm_path = d.join("clock");
-        }
+    // A path the operator gave is kept: if it cannot be created, the
+    // writer says why when it tries.
+    if !opts.explicit_dirs && !writable_dir(&shm_dir) {
+        let d = user_runtime_dir();
+        tracing::warn!(
+            "cannot write {} (not root?): using {} for the shared-memory segment instead",
+            shm_dir.display(),
+            d.display()
+        );
+        opts.shm_path = d.join("clock");
     }
     if !writable_dir(&opts.state_dir) {
         if opts.explicit_dirs {

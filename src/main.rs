@@ -317,7 +317,7 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         tracing::info!(
             "skewd {} serving http://{} ({} sources: {})",
             env!("CARGO_PKG_VERSION"),
-            opts.listen,
+            listener.local_addr().unwrap_or(opts.listen),
             opts.servers.len(),
             opts.servers.join(", ")
         );

@@ -199,7 +199,6 @@ mod tests {
     use super::*;
     use crate::core::time::iv;
 
-
     #[test]
     fn quorum_and_falseticker_bits() {
         let mut l = LeapState::new(5);

@@ -125,7 +125,6 @@ mod tests {
     use crate::core::time::iv;
     use proptest::prelude::*;
 
-
     #[test]
     fn hull_not_largest_clique_intersection() {
         // Truth is 0. Honest: [-10,10], [-3,20], [-20,2]. Liar: [1, 30]

@@ -25,12 +25,12 @@ use std::sync::atomic::{fence, Ordering};
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
     /// The file could not be opened or mapped.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {cause}")]
     Open {
         /// Path.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is shorter than the layout.
     #[error("segment is truncated: {0} bytes, need {SEGMENT_SIZE}")]
@@ -221,9 +221,9 @@ pub const MAX_RETRIES: u32 = 10_000;
 impl Reader {
     /// Map the segment at `path` read-only and check its header.
     pub fn open(path: &Path) -> Result<Reader, ShmError> {
-        let open_err = |source| ShmError::Open {
+        let open_err = |cause| ShmError::Open {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         let f = std::fs::File::open(path).map_err(open_err)?;
         let len = f.metadata().map_err(open_err)?.len();
