@@ -27,8 +27,8 @@ pub struct RunOptions {
     pub dispersion_aged_by_server: Vec<bool>,
     /// HTTP listen address.
     pub listen: SocketAddr,
-    /// Shared-memory segment path.
-    pub shm_path: PathBuf,
+    /// Shared-memory segment path (`None`: not published).
+    pub shm_path: Option<PathBuf>,
     /// State directory.
     pub state_dir: PathBuf,
     /// Engine settings.
@@ -95,9 +95,10 @@ impl RunOptions {
             dispersion_aged_by_server,
             servers,
             listen: file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?,
-            shm_path: shm
-                .or(file.shm_path.clone())
-                .unwrap_or_else(|| DEFAULT_SHM.into()),
+            shm_path: Some(
+                shm.or(file.shm_path.clone())
+                    .unwrap_or_else(|| DEFAULT_SHM.into()),
+            ),
             state_dir: state_dir
                 .or(file.state_dir.clone())
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
@@ -158,12 +159,16 @@ fn writable_dir(dir: &Path) -> bool {
 }
 
 /// Per-user fallbacks for a user who cannot write /run or /var/lib.
-/// The per-user runtime directory (used when /run is not writable).
-pub fn user_runtime_dir() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("skewd-{}", uid())))
-        .join("skewd")
+/// The per-user runtime directory: `$XDG_RUNTIME_DIR/skewd`, else
+/// `$TMPDIR/skewd-$UID/skewd` — that one only while `skewd-$UID` is ours and
+/// nobody else can write it: in a shared /tmp another user could otherwise
+/// plant a segment there with a narrow, wrong interval for our readers.
+pub fn user_runtime_dir() -> Result<PathBuf, String> {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(x) => Ok(PathBuf::from(x).join("skewd")),
+        None => private_dir(&std::env::temp_dir().join(format!("skewd-{}", uid())))
+            .map(|d| d.join("skewd")),
+    }
 }
 
 /// Per-user state directory candidates, best first.
@@ -175,8 +180,32 @@ fn user_state_dirs() -> Vec<PathBuf> {
     if let Some(h) = std::env::var_os("HOME") {
         v.push(PathBuf::from(h).join(".local/state/skewd"));
     }
-    v.push(std::env::temp_dir().join(format!("skewd-{}-state", uid())));
+    match private_dir(&std::env::temp_dir().join(format!("skewd-{}-state", uid()))) {
+        Ok(d) => v.push(d),
+        Err(e) => tracing::warn!("{e}"),
+    }
     v
+}
+
+/// `dir` in a shared directory such as /tmp, created 0700 if missing, and
+/// accepted only if it is a real directory of ours that nobody else can
+/// write.
+pub fn private_dir(dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.file_type().is_dir() || m.uid() != uid() || m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not a directory that only uid {} can write: not using it",
+            dir.display(),
+            uid()
+        ));
+    }
+    Ok(dir.to_path_buf())
 }
 
 fn uid() -> u32 {
@@ -187,21 +216,26 @@ fn uid() -> u32 {
 /// Pick usable directories, falling back to per-user ones (and saying so)
 /// when the defaults are not writable.
 pub fn settle_dirs(opts: &mut RunOptions) {
-    let shm_dir = opts
-        .shm_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
     // A path the operator gave is kept: if it cannot be created, the
     // writer says why when it tries.
-    if !opts.explicit_dirs && !writable_dir(&shm_dir) {
-        let d = user_runtime_dir();
-        tracing::warn!(
-            "cannot write {} (not root?): using {} for the shared-memory segment instead",
-            shm_dir.display(),
-            d.display()
-        );
-        opts.shm_path = d.join("clock");
+    let shm_dir = opts.shm_path.as_deref().and_then(Path::parent);
+    if !opts.explicit_dirs && !shm_dir.is_some_and(writable_dir) {
+        let from = shm_dir.map_or("?".into(), |d| d.display().to_string());
+        opts.shm_path = match user_runtime_dir() {
+            Ok(d) => {
+                tracing::warn!(
+                    "cannot write {from} (not root?): using {} for the shared-memory segment instead",
+                    d.display()
+                );
+                Some(d.join("clock"))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot write {from}, and {e}: the shared-memory segment is disabled"
+                );
+                None
+            }
+        };
     }
     if !writable_dir(&opts.state_dir) {
         if opts.explicit_dirs {
@@ -305,19 +339,22 @@ impl Agent {
                 engine.set_rate_hint(rate);
             }
         }
-        let shm = match crate::shm::Writer::create(&opts.shm_path) {
-            Ok(w) => {
-                tracing::info!("publishing to shared memory at {}", opts.shm_path.display());
-                Some(w)
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "shared memory disabled: cannot create {}: {e}",
-                    opts.shm_path.display()
-                );
-                None
-            }
-        };
+        let shm =
+            opts.shm_path
+                .as_deref()
+                .and_then(|path| match crate::shm::Writer::create(path) {
+                    Ok(w) => {
+                        tracing::info!("publishing to shared memory at {}", path.display());
+                        Some(w)
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "shared memory disabled: cannot create {}: {e}",
+                            path.display()
+                        );
+                        None
+                    }
+                });
         let (resolved_tx, resolved_rx) = mpsc::channel(64);
         Agent {
             resolved_tx,
@@ -633,5 +670,43 @@ pub async fn notify_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn private_dir_refuses_what_others_could_have_planted() {
+        let base = std::env::temp_dir().join(format!("skewd-private-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        // created fresh: ours, 0700
+        let fresh = base.join("fresh");
+        assert_eq!(private_dir(&fresh).unwrap(), fresh);
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+        // anyone may write it: refused
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_dir(&open).is_err());
+        // a symlink to a directory of ours: refused (it could be re-pointed)
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(private_dir(&link).is_err());
+        // a plain file: refused
+        let file = base.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(private_dir(&file).is_err());
+        // another user's directory (only checkable as root)
+        if uid() == 0 {
+            let theirs = base.join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+            assert!(private_dir(&theirs).is_err());
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

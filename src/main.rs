@@ -255,7 +255,15 @@ fn shm_path(flag: Option<PathBuf>) -> PathBuf {
     if default.exists() {
         return default;
     }
-    skewd::daemon::user_runtime_dir().join("clock")
+    match skewd::daemon::user_runtime_dir() {
+        Ok(d) => d.join("clock"),
+        // Not ours to trust: say so, and name the default, whose absence
+        // is then the error.
+        Err(e) => {
+            eprintln!("skewd: per-user segment directory: {e}");
+            default
+        }
+    }
 }
 
 fn print_status(body: &str) -> anyhow::Result<()> {
