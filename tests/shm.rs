@@ -278,7 +278,9 @@ fn cli_read_path_alive_frozen_and_killed() {
         last_eps = e;
         if v["status"] == "unknown" {
             saw_unknown = true;
-            assert!(t.elapsed() > Duration::from_secs(2), "unknown too early");
+            // grace 3 s after the last refresh (every 0.5 s); 1 s of slack
+            // for a loaded machine that refreshed late before the stop
+            assert!(t.elapsed() > Duration::from_secs(1), "unknown too early");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
