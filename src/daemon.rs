@@ -256,6 +256,37 @@ pub fn settle_dirs(opts: &mut RunOptions) {
     }
 }
 
+/// Leap-free minus UTC from the host's leap-second list (0 without one:
+/// right until the next leap second, and none has been announced since
+/// 2017), logged with what it rests on.
+fn leapfree_offset() -> Nanos {
+    let now_s = (clock::realtime().0 / crate::core::time::NS_PER_S) as i64;
+    let path = Path::new(crate::leaps::DEFAULT_PATH);
+    match crate::leaps::LeapList::load(path, now_s) {
+        Ok(l) => {
+            let off = l.leapfree_offset_s();
+            if l.expired(now_s) {
+                tracing::info!(
+                    "leap-free timescale: UTC + {off} s (TAI - UTC = {} s per {}, which has expired: a leap second since then would be missing; update tzdata)",
+                    l.tai_utc_s,
+                    path.display()
+                );
+            } else {
+                tracing::info!(
+                    "leap-free timescale: UTC + {off} s (TAI - UTC = {} s per {})",
+                    l.tai_utc_s,
+                    path.display()
+                );
+            }
+            Nanos::from_secs(off.into())
+        }
+        Err(e) => {
+            tracing::info!("no leap-second list ({e}): leap-free timescale = UTC");
+            Nanos(0)
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DriftFile {
     frequency_ppb: f64,
@@ -329,6 +360,7 @@ impl Agent {
         for (i, yes) in opts.dispersion_aged_by_server.iter().enumerate() {
             engine.set_dispersion_aged_by_server(i, *yes);
         }
+        engine.set_leap_offset(leapfree_offset());
         let clocksource = clock::clocksource();
         if let Some((rate, info)) = load_drift(&opts.state_dir) {
             if info.clocksource == clocksource {

@@ -15,6 +15,7 @@ pub mod core;
 pub mod daemon;
 pub mod http;
 pub mod httpc;
+pub mod leaps;
 pub mod metrics;
 pub mod net;
 pub mod shm;

@@ -196,6 +196,31 @@ fn leap_second_is_applied_by_the_quorum_only() {
     );
 }
 
+/// A host whose leap-second list already counts a leap after 2017 starts
+/// the leap-free timescale at UTC + 1 s (so hosts and restarts agree on
+/// commit-wait timestamps): every leap-free interval holds UTC + 1 s before
+/// the new leap and UTC + 2 s after it, and every UTC view holds UTC.
+#[test]
+fn leap_free_timescale_starts_where_the_list_says() {
+    use skewd::core::time::{Nanos, NS_PER_S};
+    use skewd::sim::world::World;
+    let r = run("leap_second_listed");
+    assert_sound(&r);
+    let sc = all(1.5)
+        .into_iter()
+        .find(|s| s.name == "leap_second_listed")
+        .unwrap();
+    let mut w = World::new(&sc, 5);
+    w.run_until(FAULT_AT - 60 * NS_PER_S as i64);
+    let gap = |w: &World| {
+        let m = *w.engine().model().unwrap();
+        m.interval_at(m.anchor).interval.lo - m.utc_at(m.anchor).interval.lo
+    };
+    assert_eq!(gap(&w), Nanos(NS_PER_S));
+    w.run_until(FAULT_AT + 120 * NS_PER_S as i64);
+    assert_eq!(gap(&w), Nanos(2 * NS_PER_S));
+}
+
 /// Why Phi_s ageing is the default: declaring ntpd-style servers (which send
 /// their root dispersion unaged) as ageing it themselves breaks the promise.
 #[test]

@@ -166,6 +166,18 @@ impl Engine {
         }
     }
 
+    /// Start the leap-free timescale at UTC + `offset`: the leap seconds
+    /// since 2017-01-01 (TAI − UTC − 37 s) from the host's leap-second list,
+    /// so that every host and every restart use the same timescale (a
+    /// commit-wait timestamp must compare across both). Only before the
+    /// first sample; ignored after.
+    pub fn set_leap_offset(&mut self, offset: Nanos) {
+        if self.model().is_none() && !self.leap.pending() {
+            self.leap = LeapState::with_offset(self.sources.len(), offset);
+            self.estimator.set_utc(self.leap.mapping());
+        }
+    }
+
     /// Centre the initial rate on a saved estimate (drift file).
     pub fn set_rate_hint(&mut self, rate: Rate) {
         self.estimator.set_rate_hint(rate);

@@ -1,6 +1,9 @@
-//! Leap seconds: skewd's internal timescale is leap-free (UTC plus the leap
-//! seconds seen since start), so intervals, rates and commit-wait never see a
-//! second repeat. This module maps each source's UTC onto it.
+//! Leap seconds: skewd's internal timescale is leap-free — UTC plus the leap
+//! seconds since 2017-01-01 (TAI − 37 s), taken at start from the host's
+//! leap-second list and moved by each leap the sources announce — so
+//! intervals, rates and commit-wait never see a second repeat, and hosts
+//! (and restarts) agree on it. Until the next leap second it equals UTC.
+//! This module maps each source's UTC onto it.
 //!
 //! - A leap is *pending* once at least `k - f` of the `k` valid sources (the
 //!   fault-tolerant quorum) announce the same leap; a lone falseticker's leap
@@ -81,8 +84,13 @@ impl UtcMapping {
 impl LeapState {
     /// No leap known, for `sources` sources.
     pub fn new(sources: usize) -> LeapState {
+        LeapState::with_offset(sources, Nanos(0))
+    }
+
+    /// No leap pending; the internal timescale is UTC + `offset`.
+    pub fn with_offset(sources: usize, offset: Nanos) -> LeapState {
         LeapState {
-            offset: Nanos(0),
+            offset,
             pending: None,
             completed: None,
             sources,

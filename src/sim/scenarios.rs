@@ -38,6 +38,7 @@ fn base(name: &'static str, servers: Vec<ServerSpec>, hours: f64) -> Scenario {
         check_every_ns: S,
         fault_at_ns: None,
         leap: None,
+        leapfree_offset_ns: 0,
     }
 }
 
@@ -170,7 +171,13 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         late: Some((3, 30 * S)),
         bogus_announcer: Some(4),
     });
+    // The same on a host whose leap-second list already counts one leap
+    // after 2017: the leap-free timescale starts at UTC + 1 s.
+    let mut t = s.clone();
+    t.name = "leap_second_listed";
+    t.leapfree_offset_ns = crate::core::time::NS_PER_S;
     v.push(s);
+    v.push(t);
 
     // Outside the assumptions: must be detected.
     let mut s = base("frequency_step", honest(4), long);
