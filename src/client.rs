@@ -44,6 +44,12 @@ pub enum ClientError {
     /// The host was suspended since the anchor; the daemon will rebuild.
     #[error("the host was suspended since the last update ({0} ns); retry shortly")]
     Interrupted(i64),
+    /// This process's steady clock reads earlier than the daemon's last
+    /// write, which cannot happen on one timeline: the reader is in another
+    /// time namespace or under a faked clock, and an interval computed from
+    /// its clock would be for some other instant.
+    #[error("this process's CLOCK_MONOTONIC_RAW is {0} ns behind the agent's last update: not the agent's timeline (another time namespace, or a faked clock)")]
+    ForeignTimeline(i64),
     /// A wait did not finish.
     #[error(transparent)]
     Wait(#[from] WaitError),
@@ -139,6 +145,9 @@ impl Clock {
             ));
         }
         let (at, extra) = self.clock_read(f.offs_boot)?;
+        if at.0 < f.written_at {
+            return Err(ClientError::ForeignTimeline(f.written_at - at.0));
+        }
         let mut t = if f.flags & (FLAG_FAST | FLAG_LEAP) == FLAG_FAST && at.0 >= f.anchor {
             // Hot path: multiplies and shifts only.
             let (lo, hi) = f.form.bound_at(f.lo as i128, f.hi as i128, at.0 - f.anchor);

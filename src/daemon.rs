@@ -530,6 +530,7 @@ impl Agent {
                 offs_boot_ns: self.boot_offset.0,
                 clocksource: self.clocksource.clone().unwrap_or_default(),
                 boot_id: self.boot_id.clone(),
+                written_at_ns: now.0,
             });
         }
         let steps = e.steps();

@@ -205,14 +205,7 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
     if !need("faketime") {
         return;
     }
-    let lib = [
-        "/usr/lib/x86_64-linux-gnu/faketime",
-        "/usr/lib/aarch64-linux-gnu/faketime",
-    ]
-    .iter()
-    .map(|d| std::path::Path::new(d).join("libfaketimeMT.so.1"))
-    .find(|p| p.exists())
-    .expect("libfaketime library");
+    let lib = libfaketime().expect("libfaketime library");
     let servers: Vec<FakeServer> = ["127.0.0.36", "127.0.0.37", "127.0.0.38"]
         .iter()
         .map(|ip| FakeServer::start(ip, FakeSpec::honest()))

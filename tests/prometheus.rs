@@ -8,25 +8,10 @@
 mod common;
 use common::*;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn libfaketime() -> Option<PathBuf> {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu/faketime",
-        "/usr/lib/aarch64-linux-gnu/faketime",
-        "/usr/lib/faketime",
-    ] {
-        let p = PathBuf::from(dir).join("libfaketimeMT.so.1");
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    None
-}
 
 fn agent(tag: &str, servers: &[SocketAddr], fake_offset: Option<&str>) -> (Agent, SocketAddr) {
     let dir = temp_dir(tag);

@@ -38,6 +38,7 @@ fn derived(c: i64) -> Published {
         offs_boot_ns: -c,
         clocksource: format!("cs{}", c % 97),
         boot_id: format!("b{}", c % 89),
+        written_at_ns: c,
     }
 }
 
@@ -306,4 +307,70 @@ fn cli_read_path_alive_frozen_and_killed() {
     assert_eq!(v1["status"], "unknown", "{v1}");
     assert!(v1["epsilon_ns"].as_i64() > v0["epsilon_ns"].as_i64());
     drop(agent);
+}
+
+/// A reader that is not on the agent's steady timeline (here the agent runs
+/// under libfaketime, which shifts its MONOTONIC/RAW/BOOTTIME by decades; a
+/// reader in another time namespace is the real-world case) must get an
+/// error, not an interval computed for some other instant. Before the
+/// segment carried its write instant, `skewd now` here printed a
+/// "synchronized" interval around 1970.
+#[test]
+fn a_reader_off_the_agents_timeline_gets_an_error() {
+    if !need("faketime") {
+        return;
+    }
+    let lib = libfaketime().expect("libfaketime library");
+    let servers: Vec<FakeServer> = ["127.0.0.66", "127.0.0.67", "127.0.0.68"]
+        .iter()
+        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
+        .collect();
+    let dir = temp_dir("foreign");
+    let shm = dir.join("clock");
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
+    cmd.args(["run", "--poll", "1s", "--no-kernel-timestamps", "--listen"])
+        .arg(listen.to_string())
+        .arg("--shm")
+        .arg(&shm)
+        .arg("--state-dir")
+        .arg(&dir)
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME", "+0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for s in &servers {
+        cmd.arg("--server").arg(s.addr.to_string());
+    }
+    let _agent = Guard {
+        child: cmd.spawn().unwrap(),
+        name: "foreign".into(),
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || get(listen, "/v1/now")
+            .is_some_and(|(_, b)| b.contains("\"synchronized\""))),
+        "the faked agent synchronizes on its own timeline"
+    );
+    // Its own HTTP answers are on its timeline and hold the host clock.
+    let (b, v, a) = now_bracketed(listen);
+    assert!(holds(b, &v, a), "{v}");
+    // The library refuses.
+    let clock = Clock::open(&shm).unwrap();
+    match clock.now() {
+        Err(ClientError::ForeignTimeline(behind)) => assert!(behind > 0),
+        other => panic!("expected ForeignTimeline, got {other:?}"),
+    }
+    // So does the CLI, with a clear message and a failing exit.
+    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .args(["now", "--json", "--shm"])
+        .arg(&shm)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("not the agent's timeline"), "{err}");
 }

@@ -44,6 +44,7 @@ pub fn segment(tag: &str) -> (Writer, PathBuf) {
         offs_boot_ns: offs,
         clocksource: clock::clocksource().unwrap_or_default(),
         boot_id: String::new(),
+        written_at_ns: 0,
     });
     let _ = RefTime(0);
     (w, path)

@@ -32,7 +32,8 @@
 //!    192   16  boot_id            NUL-padded boot id prefix (2 x u64)
 //!    208   40  fast               FastForm: rate_lo_q, a1_q, a2_q, hw_q,
 //!                                 cross_d (5 x i64; see core::model::FastForm)
-//!    248    8  reserved           zero
+//!    248    8  written_at_ns      RAW instant of this write: a reader whose
+//!                                 own RAW is earlier is not on this timeline
 //!    256       end (SEGMENT_SIZE)
 //! ```
 //!
@@ -114,8 +115,9 @@ pub struct Segment {
     pub boot_id: [AtomicU64; 2],
     /// The model's [`crate::core::model::FastForm`].
     pub fast: [AtomicI64; 5],
-    /// Zero.
-    pub reserved: [AtomicU64; 1],
+    /// CLOCK_MONOTONIC_RAW instant of the last write (0 from writers
+    /// before this field existed).
+    pub written_at_ns: AtomicI64,
 }
 
 const _: () = assert!(std::mem::size_of::<Segment>() == SEGMENT_SIZE);

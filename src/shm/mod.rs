@@ -65,6 +65,8 @@ pub struct Published {
     pub clocksource: String,
     /// Boot id prefix.
     pub boot_id: String,
+    /// RAW instant of this write.
+    pub written_at_ns: i64,
 }
 
 /// The daemon's side.
@@ -170,6 +172,7 @@ impl Writer {
         for (a, v) in s.boot_id.iter().zip(pack::<2>(&p.boot_id)) {
             a.store(v, r);
         }
+        s.written_at_ns.store(p.written_at_ns, r);
         s.generation.store(g.wrapping_add(2), Ordering::Release);
     }
 
@@ -206,6 +209,8 @@ pub struct FastRead {
     pub offs_boot: i64,
     /// Daemon start epoch.
     pub epoch: u64,
+    /// RAW instant of the write read.
+    pub written_at: i64,
 }
 
 /// The readers' side: a read-only mapping.
@@ -305,6 +310,7 @@ impl Reader {
                 utc_offset: s.utc_offset_ns.load(r),
                 offs_boot: s.offs_boot_ns.load(r),
                 epoch: s.epoch.load(r),
+                written_at: s.written_at_ns.load(r),
             }
         })
     }
@@ -372,6 +378,7 @@ impl Reader {
             offs_boot_ns: s.offs_boot_ns.load(r),
             clocksource: unpack(&cs),
             boot_id: unpack(&bi),
+            written_at_ns: s.written_at_ns.load(r),
         }
     }
 }

@@ -438,3 +438,15 @@ pub fn median(v: &mut [i64]) -> i64 {
     v.sort_unstable();
     v[v.len() / 2]
 }
+
+/// The libfaketime preload library, if installed.
+pub fn libfaketime() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+        "/usr/lib/faketime",
+    ]
+    .iter()
+    .map(|d| PathBuf::from(d).join("libfaketimeMT.so.1"))
+    .find(|p| p.exists())
+}
