@@ -132,10 +132,15 @@ pub struct Estimator {
     disrupted_until: Option<Steady>,
     last_majority: Option<Steady>,
     violations: u64,
+    /// Recent fresh bounds (one per `min_rate_span`), kept across faults:
+    /// the rate check that must survive the faults it explains.
+    fresh: VecDeque<(Steady, Interval)>,
 }
 
 const MAX_ANCHORS: usize = 512;
 const AUDIT_BACK: usize = 4;
+/// Fresh bounds kept for the persistent rate check.
+const FRESH_KEEP: usize = 64;
 
 impl Estimator {
     /// A new estimator for `configured` sources (N).
@@ -151,6 +156,7 @@ impl Estimator {
             disrupted_until: None,
             last_majority: None,
             violations: 0,
+            fresh: VecDeque::new(),
         }
     }
 
@@ -222,9 +228,41 @@ impl Estimator {
     pub fn interrupt(&mut self, now: Steady) {
         self.model = None;
         self.anchors.clear();
+        self.fresh.clear();
         self.rate = None;
         self.disrupted_until = Some(now.plus(self.timetable.disrupted_hold));
         self.last_majority = None;
+    }
+
+    /// Whether the fresh bound `bound` at `now`, paired with an earlier one,
+    /// proves a mean rate outside +-phi_hw. Unlike the anchors (cleared by
+    /// every fault), these bounds survive faults: an oscillator that has left
+    /// its stated range makes the audit trip every few polls, and without
+    /// this check each fault would be followed, two polls later, by a
+    /// "synchronized" model that misses again (the simulator's
+    /// rate_beyond_hw_fast_poll). Each fresh bound holds truth, so inside the
+    /// assumptions no pair of them can prove this.
+    fn rate_out_of_bounds(&mut self, now: Steady, bound: Interval) -> bool {
+        let span = self.assumptions.min_rate_span;
+        let broken = self
+            .fresh
+            .iter()
+            .take_while(|(t, _)| now.since(*t) >= span)
+            .any(|i| self.pair_rate(*i, (now, bound)).is_err());
+        match self.fresh.back_mut() {
+            Some(last) if now.since(last.0) < span => {
+                if bound.width() < last.1.width() {
+                    *last = (now, bound);
+                }
+            }
+            _ => {
+                self.fresh.push_back((now, bound));
+                if self.fresh.len() > FRESH_KEEP {
+                    self.fresh.pop_front();
+                }
+            }
+        }
+        broken
     }
 
     fn fault(&mut self, now: Steady, fault: Fault) {
@@ -260,6 +298,11 @@ impl Estimator {
                 return round;
             }
         };
+
+        if self.rate_out_of_bounds(now, sel.bound) {
+            self.fault(now, Fault::RateOutOfBounds);
+            round.fault = Some(Fault::RateOutOfBounds);
+        }
 
         // Audit, then anchor.
         let mut anchor = sel.bound;

@@ -186,6 +186,31 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     s.fault_at_ns = Some(FAULT_AT);
     v.push(s);
 
+    // The oscillator leaves +-phi_hw for good (a broken or mis-emulated
+    // clock: 500 ppm fast), at a 16 s and at a 1 s poll.
+    // At the fast poll the servers' root dispersion is wide (as chronyd's
+    // after Phi_s ageing), so the audit does not trip every round.
+    for (name, poll) in [("rate_beyond_hw", 16), ("rate_beyond_hw_fast_poll", 1)] {
+        let servers = if poll == 1 {
+            vec![ServerSpec::honest(400_000); 4]
+        } else {
+            honest(4)
+        };
+        let mut s = base(name, servers, long);
+        s.within_assumptions = false;
+        s.events = vec![(FAULT_AT, LocalEvent::FrequencyStep(500.0))];
+        s.fault_at_ns = Some(FAULT_AT);
+        if poll == 1 {
+            s.engine = EngineConfig::with_poll(Nanos::from_secs(1));
+            s.net.out = PathSpec {
+                base_ns: 5_000,
+                jitter_mean_ns: 5_000,
+            };
+            s.net.back = s.net.out;
+        }
+        v.push(s);
+    }
+
     let mut servers = vec![
         ServerSpec::liar(Behaviour::StepsAt {
             at: FAULT_AT,
@@ -226,6 +251,8 @@ pub struct Report {
     pub violations: u64,
     /// Of those, how many while the status read synchronized.
     pub violations_synchronized: u64,
+    /// Of those, how many after the fault was first detected.
+    pub violations_synchronized_after_detection: u64,
     /// Median half-width at synchronized checks.
     pub median_epsilon_ns: i64,
     /// 99th percentile half-width at synchronized checks.
@@ -283,6 +310,10 @@ pub fn report(sc: &Scenario, runs: &[RunStats]) -> Report {
         intervals: runs.iter().map(|r| r.intervals).sum(),
         violations: runs.iter().map(|r| r.violations).sum(),
         violations_synchronized: runs.iter().map(|r| r.violations_synchronized).sum(),
+        violations_synchronized_after_detection: runs
+            .iter()
+            .map(|r| r.violations_synchronized_after_detection)
+            .sum(),
         median_epsilon_ns: pct(&mut eps, 0.5),
         p99_epsilon_ns: pct(&mut eps, 0.99),
         floor_ns: pct(&mut floor, 0.5),

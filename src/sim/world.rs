@@ -231,6 +231,9 @@ pub struct RunStats {
     pub violations: u64,
     /// Violations while the status was synchronized.
     pub violations_synchronized: u64,
+    /// Of those, how many came after the fault had been detected once (the
+    /// status went back to synchronized on a model that still misses).
+    pub violations_synchronized_after_detection: u64,
     /// Half-widths at synchronized checks (ns).
     pub eps_sync: Vec<i64>,
     /// Half-widths of the floor hull at the same checks (ns).
@@ -791,6 +794,9 @@ impl<'a> World<'a> {
             self.stats.violations += 1;
             if status == Status::Synchronized {
                 self.stats.violations_synchronized += 1;
+                if self.stats.detection_delay_ns.is_some() {
+                    self.stats.violations_synchronized_after_detection += 1;
+                }
             }
         }
         let eps = iv.half_width_ceil().0;
