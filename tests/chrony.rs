@@ -103,3 +103,108 @@ fn three_honest_chronyd_and_a_liar() {
     );
     assert_eq!(st["bound_violations"], 0);
 }
+
+/// Real chronyd behind userspace proxies (the kernel has no netem): one path
+/// loses 30 % each way and duplicates half the replies, one adds 3 ms to the
+/// return path only (asymmetry: a midpoint estimate is off by 1.5 ms), one
+/// jitters 0–2 ms each way. The agent synchronizes, every interval holds the
+/// host clock, duplicates are counted and discarded, and the asymmetric
+/// source's bound covers what its midpoint gets wrong.
+#[test]
+fn lossy_asymmetric_jittery_paths_to_real_chronyd() {
+    if !need("chronyd") {
+        return;
+    }
+    let dir = temp_dir("chrony-paths");
+    let mut guards = Vec::new();
+    let mut upstream: Vec<SocketAddr> = Vec::new();
+    for ip in ["127.0.0.55", "127.0.0.56", "127.0.0.57"] {
+        let port = free_udp_port(ip);
+        guards.push(chrony_server(&dir, ip, port));
+        upstream.push(format!("{ip}:{port}").parse().unwrap());
+    }
+    for a in &upstream {
+        assert!(
+            wait_until(Duration::from_secs(20), || ntp_query(*a)
+                .is_some_and(|s| s < 16)),
+            "chronyd at {a} does not serve"
+        );
+    }
+    let ms = Duration::from_millis;
+    let lossy = PathFault {
+        loss: 0.3,
+        ..PathFault::default()
+    };
+    let proxies = [
+        UdpProxy::start(
+            "127.0.0.58",
+            upstream[0],
+            lossy,
+            PathFault {
+                duplicate: 0.5,
+                ..lossy
+            },
+        ),
+        UdpProxy::start(
+            "127.0.0.59",
+            upstream[1],
+            PathFault::default(),
+            PathFault {
+                delay: ms(3),
+                ..PathFault::default()
+            },
+        ),
+        UdpProxy::start(
+            "127.0.0.60",
+            upstream[2],
+            PathFault {
+                jitter: ms(2),
+                ..PathFault::default()
+            },
+            PathFault {
+                jitter: ms(2),
+                ..PathFault::default()
+            },
+        ),
+    ];
+    let addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr).collect();
+    let (_agent, http) = start_agent("chrony-paths", &addrs, &["--poll", "1s"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || get_json(http, "/v1/now")
+            ["status"]
+            == "synchronized"),
+        "not synchronized within 20 s"
+    );
+    let t = Instant::now();
+    let mut eps = Vec::new();
+    let mut synced = 0;
+    while t.elapsed() < Duration::from_secs(15) {
+        let (b, v, a) = now_bracketed(http);
+        assert!(
+            holds(b, &v, a),
+            "interval {v} misses the host clock [{b}, {a}]"
+        );
+        if v["status"] == "synchronized" {
+            synced += 1;
+            eps.push(v["epsilon_ns"].as_i64().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!eps.is_empty(), "never synchronized while sampling");
+    let status = get_json(http, "/v1/status");
+    let src = |i: usize| &status["sources"][i];
+    let dups = src(0)["replies_unexpected"].as_u64().unwrap();
+    let asym_delay = src(1)["delay_ns"].as_i64().unwrap();
+    let asym_offset = src(1)["offset_ns"].as_i64().unwrap();
+    eprintln!(
+        "paths: {synced} synchronized samples, median epsilon {} ns; lossy path: {dups} duplicate replies discarded; asymmetric path: delay {asym_delay} ns, midpoint offset {asym_offset} ns",
+        median(&mut eps)
+    );
+    assert!(dups > 0, "duplicates were not seen: {status}");
+    assert!(asym_delay >= 3_000_000, "{status}");
+    // The midpoint of the asymmetric path is off by about half the extra
+    // delay; the source stays valid (its bound covers it), not a falseticker.
+    assert!(asym_offset.abs() > 1_000_000, "{status}");
+    assert_ne!(src(1)["state"], "falseticker", "{status}");
+    assert_ne!(src(1)["state"], "invalid", "{status}");
+}
