@@ -205,41 +205,24 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
     if !need("faketime") {
         return;
     }
-    let lib = libfaketime().expect("libfaketime library");
     let servers: Vec<FakeServer> = ["127.0.0.36", "127.0.0.37", "127.0.0.38"]
         .iter()
         .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
         .collect();
-    let dir = temp_dir("step");
-    let stamp = dir.join("faketime");
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let stamps = temp_dir("step-stamp");
+    let stamp = stamps.join("faketime");
     std::fs::write(&stamp, "+0 x1\n").unwrap();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skewd"));
-    cmd.args([
-        "run",
-        "--poll",
-        "1s",
-        "--no-kernel-timestamps",
-        "--listen",
-        &listen.to_string(),
-        "--shm",
-    ])
-    .arg(dir.join("clock"))
-    .arg("--state-dir")
-    .arg(&dir)
-    .env("LD_PRELOAD", &lib)
-    .env("FAKETIME_TIMESTAMP_FILE", &stamp)
-    .env("FAKETIME_NO_CACHE", "1")
-    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    for s in &servers {
-        cmd.arg("--server").arg(s.addr.to_string());
-    }
-    let _agent = Guard {
-        child: cmd.spawn().unwrap(),
-        name: "step".into(),
-    };
+    let (_agent, listen) = start_agent_env(
+        "step",
+        &addrs,
+        &["--poll", "1s", "--no-kernel-timestamps"],
+        &faked(&[
+            ("FAKETIME_TIMESTAMP_FILE", stamp.as_os_str()),
+            ("FAKETIME_NO_CACHE", "1".as_ref()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".as_ref()),
+        ]),
+    );
     assert!(wait_until(Duration::from_secs(15), || get(
         listen, "/v1/now"
     )

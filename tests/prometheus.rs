@@ -14,41 +14,19 @@ use std::time::Duration;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn agent(tag: &str, servers: &[SocketAddr], fake_offset: Option<&str>) -> (Agent, SocketAddr) {
-    let dir = temp_dir(tag);
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
-    cmd.args([
-        "run",
-        "--poll",
-        "1s",
-        "--listen",
-        &listen.to_string(),
-        "--shm",
-    ])
-    .arg(dir.join("clock"))
-    .arg("--state-dir")
-    .arg(&dir);
-    for s in servers {
-        cmd.arg("--server").arg(s.to_string());
-    }
-    if let Some(off) = fake_offset {
+    match fake_offset {
+        None => start_agent(tag, servers, &["--poll", "1s"]),
         // Kernel receive stamps are not faked: use userspace stamps only.
-        cmd.arg("--no-kernel-timestamps")
-            .env("LD_PRELOAD", libfaketime().expect("libfaketime"))
-            .env("FAKETIME", off)
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        Some(off) => start_agent_env(
+            tag,
+            servers,
+            &["--poll", "1s", "--no-kernel-timestamps"],
+            &faked(&[
+                ("FAKETIME", off.as_ref()),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1".as_ref()),
+            ]),
+        ),
     }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()));
-    let g = Guard {
-        child: cmd.spawn().unwrap(),
-        name: tag.into(),
-    };
-    assert!(wait_until(Duration::from_secs(10), || get(
-        listen, "/healthz"
-    )
-    .is_some()));
-    (Agent { guard: g, dir }, listen)
 }
 
 #[test]

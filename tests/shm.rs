@@ -320,32 +320,18 @@ fn a_reader_off_the_agents_timeline_gets_an_error() {
     if !need("faketime") {
         return;
     }
-    let lib = libfaketime().expect("libfaketime library");
     let servers: Vec<FakeServer> = ["127.0.0.66", "127.0.0.67", "127.0.0.68"]
         .iter()
         .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
         .collect();
-    let dir = temp_dir("foreign");
-    let shm = dir.join("clock");
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
-    cmd.args(["run", "--poll", "1s", "--no-kernel-timestamps", "--listen"])
-        .arg(listen.to_string())
-        .arg("--shm")
-        .arg(&shm)
-        .arg("--state-dir")
-        .arg(&dir)
-        .env("LD_PRELOAD", &lib)
-        .env("FAKETIME", "+0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    for s in &servers {
-        cmd.arg("--server").arg(s.addr.to_string());
-    }
-    let _agent = Guard {
-        child: cmd.spawn().unwrap(),
-        name: "foreign".into(),
-    };
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let (agent, listen) = start_agent_env(
+        "foreign",
+        &addrs,
+        &["--poll", "1s", "--no-kernel-timestamps"],
+        &faked(&[("FAKETIME", "+0".as_ref())]),
+    );
+    let shm = agent.dir.join("clock");
     assert!(
         wait_until(Duration::from_secs(15), || get(listen, "/v1/now")
             .is_some_and(|(_, b)| b.contains("\"synchronized\""))),

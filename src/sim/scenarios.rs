@@ -42,6 +42,16 @@ fn base(name: &'static str, servers: Vec<ServerSpec>, hours: f64) -> Scenario {
     }
 }
 
+/// A 1 s poll over a loopback-like path (the integration tests' regime).
+fn fast_loopback(s: &mut Scenario) {
+    s.engine = EngineConfig::with_poll(Nanos::from_secs(1));
+    s.net.out = PathSpec {
+        base_ns: 5_000,
+        jitter_mean_ns: 5_000,
+    };
+    s.net.back = s.net.out;
+}
+
 fn honest(n: usize) -> Vec<ServerSpec> {
     vec![ServerSpec::honest(10_000); n]
 }
@@ -118,12 +128,7 @@ pub fn all(hours: f64) -> Vec<Scenario> {
 
     // A 1 s poll over a loopback-like path (the integration tests' regime).
     let mut s = base("fast_poll", honest(4), hours);
-    s.engine = EngineConfig::with_poll(Nanos::from_secs(1));
-    s.net.out = PathSpec {
-        base_ns: 5_000,
-        jitter_mean_ns: 5_000,
-    };
-    s.net.back = s.net.out;
+    fast_loopback(&mut s);
     v.push(s);
 
     let mut s = base("drift_wander", honest(4), hours);
@@ -201,12 +206,7 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         s.events = vec![(FAULT_AT, LocalEvent::FrequencyStep(500.0))];
         s.fault_at_ns = Some(FAULT_AT);
         if poll == 1 {
-            s.engine = EngineConfig::with_poll(Nanos::from_secs(1));
-            s.net.out = PathSpec {
-                base_ns: 5_000,
-                jitter_mean_ns: 5_000,
-            };
-            s.net.back = s.net.out;
+            fast_loopback(&mut s);
         }
         v.push(s);
     }

@@ -127,6 +127,16 @@ pub fn free_udp_port(ip: &str) -> u16 {
 /// Start `skewd run` with `args`, listening on a free port; returns the guard
 /// and the HTTP address.
 pub fn start_agent(tag: &str, servers: &[SocketAddr], extra: &[&str]) -> (Agent, SocketAddr) {
+    start_agent_env(tag, servers, extra, &[])
+}
+
+/// [`start_agent`] with extra environment (e.g. [`faked`]).
+pub fn start_agent_env(
+    tag: &str,
+    servers: &[SocketAddr],
+    extra: &[&str],
+    env: &[(&str, std::ffi::OsString)],
+) -> (Agent, SocketAddr) {
     let dir = temp_dir(tag);
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
@@ -141,6 +151,7 @@ pub fn start_agent(tag: &str, servers: &[SocketAddr], extra: &[&str]) -> (Agent,
         cmd.arg("--server").arg(s.to_string());
     }
     cmd.args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()));
@@ -437,6 +448,18 @@ pub fn ntp_query(addr: SocketAddr) -> Option<u8> {
 pub fn median(v: &mut [i64]) -> i64 {
     v.sort_unstable();
     v[v.len() / 2]
+}
+
+/// Environment that runs a process under libfaketime with `vars` (e.g.
+/// `FAKETIME`, `FAKETIME_DONT_FAKE_MONOTONIC`). Pair it with
+/// `--no-kernel-timestamps`: kernel receive stamps are not faked.
+pub fn faked(vars: &[(&'static str, &std::ffi::OsStr)]) -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env = vec![(
+        "LD_PRELOAD",
+        libfaketime().expect("libfaketime library").into_os_string(),
+    )];
+    env.extend(vars.iter().map(|(k, v)| (*k, v.to_os_string())));
+    env
 }
 
 /// The libfaketime preload library, if installed.
