@@ -13,27 +13,14 @@ fn three_honest_chronyd_and_a_liar() {
         return;
     }
     let dir = temp_dir("chrony");
-    let ips = ["127.0.0.51", "127.0.0.52", "127.0.0.53"];
-    let mut guards = Vec::new();
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for ip in ips {
-        let port = free_udp_port(ip);
-        guards.push(chrony_server(&dir, ip, port));
-        addrs.push(format!("{ip}:{port}").parse().unwrap());
-    }
+    let (mut guards, mut addrs) = chrony_servers(&dir, &["127.0.0.51", "127.0.0.52", "127.0.0.53"]);
     let liar_ip = "127.0.0.54";
     let liar: SocketAddr = format!("{liar_ip}:{}", free_udp_port(liar_ip))
         .parse()
         .unwrap();
     guards.push(chrony_relay(&dir, liar_ip, liar.port(), addrs[0], 0.25));
     addrs.push(liar);
-    for a in &addrs {
-        assert!(
-            wait_until(Duration::from_secs(20), || ntp_query(*a)
-                .is_some_and(|s| s < 16)),
-            "chronyd at {a} does not serve"
-        );
-    }
+    await_serving(&addrs);
 
     let start = Instant::now();
     let (_agent, http) = start_agent("chrony", &addrs, &["--poll", "1s"]);
@@ -116,20 +103,8 @@ fn lossy_asymmetric_jittery_paths_to_real_chronyd() {
         return;
     }
     let dir = temp_dir("chrony-paths");
-    let mut guards = Vec::new();
-    let mut upstream: Vec<SocketAddr> = Vec::new();
-    for ip in ["127.0.0.55", "127.0.0.56", "127.0.0.57"] {
-        let port = free_udp_port(ip);
-        guards.push(chrony_server(&dir, ip, port));
-        upstream.push(format!("{ip}:{port}").parse().unwrap());
-    }
-    for a in &upstream {
-        assert!(
-            wait_until(Duration::from_secs(20), || ntp_query(*a)
-                .is_some_and(|s| s < 16)),
-            "chronyd at {a} does not serve"
-        );
-    }
+    let (_guards, upstream) = chrony_servers(&dir, &["127.0.0.55", "127.0.0.56", "127.0.0.57"]);
+    await_serving(&upstream);
     let ms = Duration::from_millis;
     let lossy = PathFault {
         loss: 0.3,

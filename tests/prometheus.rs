@@ -35,17 +35,8 @@ fn skew_and_fleet_skew_alerts_fire_for_the_faked_host_only() {
         return;
     }
     let dir = temp_dir("prom");
-    let mut guards = Vec::new();
-    let mut servers: Vec<SocketAddr> = Vec::new();
-    for ip in ["127.0.0.91", "127.0.0.92", "127.0.0.93"] {
-        let port = free_udp_port(ip);
-        guards.push(chrony_server(&dir, ip, port));
-        servers.push(format!("{ip}:{port}").parse().unwrap());
-    }
-    for s in &servers {
-        assert!(wait_until(Duration::from_secs(20), || ntp_query(*s)
-            .is_some_and(|st| st < 16)));
-    }
+    let (guards, servers) = chrony_servers(&dir, &["127.0.0.91", "127.0.0.92", "127.0.0.93"]);
+    await_serving(&servers);
     let (a, a_addr) = agent("prom-a", &servers, None);
     let (b, b_addr) = agent("prom-b", &servers, None);
     let (c, c_addr) = agent("prom-c", &servers, Some("+0.2"));

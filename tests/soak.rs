@@ -55,13 +55,8 @@ fn soak_against_chronyd() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     let dir = temp_dir("soak");
-    let mut guards = Vec::new();
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for ip in ["127.0.0.101", "127.0.0.102", "127.0.0.103"] {
-        let port = free_udp_port(ip);
-        guards.push(chrony_server(&dir, ip, port));
-        addrs.push(format!("{ip}:{port}").parse().unwrap());
-    }
+    let (mut guards, mut addrs) =
+        chrony_servers(&dir, &["127.0.0.101", "127.0.0.102", "127.0.0.103"]);
     let liar: SocketAddr = format!("127.0.0.104:{}", free_udp_port("127.0.0.104"))
         .parse()
         .unwrap();
@@ -73,10 +68,7 @@ fn soak_against_chronyd() {
         0.25,
     ));
     addrs.push(liar);
-    for a in &addrs {
-        assert!(wait_until(Duration::from_secs(20), || ntp_query(*a)
-            .is_some_and(|s| s < 16)));
-    }
+    await_serving(&addrs);
     // chronyd as a client of the same four servers, never touching the clock.
     let d = dir.join("client");
     std::fs::create_dir_all(&d).unwrap();

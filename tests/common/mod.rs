@@ -415,6 +415,28 @@ pub fn chrony_server(dir: &Path, ip: &str, port: u16) -> Guard {
     )
 }
 
+/// A `local stratum 1` chronyd on each of `ips` (free ports).
+pub fn chrony_servers(dir: &Path, ips: &[&str]) -> (Vec<Guard>, Vec<SocketAddr>) {
+    ips.iter()
+        .map(|ip| {
+            let port = free_udp_port(ip);
+            let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+            (chrony_server(dir, ip, port), addr)
+        })
+        .unzip()
+}
+
+/// Wait (up to 20 s each) until every server gives a usable reply.
+pub fn await_serving(addrs: &[SocketAddr]) {
+    for a in addrs {
+        assert!(
+            wait_until(Duration::from_secs(20), || ntp_query(*a)
+                .is_some_and(|s| s < 16)),
+            "NTP server at {a} does not serve"
+        );
+    }
+}
+
 /// A chronyd relay of `upstream` on `ip:port` serving its time shifted by
 /// `offset_s` seconds (a falseticker when the offset exceeds its bound).
 pub fn chrony_relay(dir: &Path, ip: &str, port: u16, upstream: SocketAddr, offset_s: f64) -> Guard {
