@@ -130,6 +130,9 @@ fn soak_against_chronyd() {
     let start = Instant::now();
     let (mut n, mut bad) = (0u64, 0u64);
     let mut eps_late = Vec::new(); // after the first minute (rate learnt)
+                                   // Reads per status after the first minute: inside the assumptions
+                                   // nothing may leave synchronized (a false rate or audit alarm would).
+    let mut late_status: std::collections::BTreeMap<&'static str, u64> = Default::default();
     let mut chrony = Vec::new();
     let mut last_chrony = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
@@ -145,6 +148,7 @@ fn soak_against_chronyd() {
                 }
                 if start.elapsed() > Duration::from_secs(60) {
                     eps_late.push(t.epsilon_ns());
+                    *late_status.entry(t.status.as_str()).or_default() += 1;
                 }
             }
             Err(e) => panic!("read failed: {e}"),
@@ -178,7 +182,8 @@ fn soak_against_chronyd() {
     };
     eprintln!(
         "SOAK {secs} s (servers declared self-ageing: {declare}): {n} intervals, {bad} misses; skewd epsilon after 60 s: median {med} ns, p99 {p99} ns; \
-         chrony's bound (|offset| + disp + delay/2): median {cmed} ns over {} samples; violations {}; states {:?}",
+         chrony's bound (|offset| + disp + delay/2): median {cmed} ns over {} samples; violations {}; states {:?}; \
+         reads by status after 60 s {late_status:?}",
         chrony.len(),
         st["bound_violations"],
         source_states(&st)
@@ -188,4 +193,9 @@ fn soak_against_chronyd() {
     }
     assert_eq!(bad, 0);
     assert_eq!(st["bound_violations"], 0);
+    assert_eq!(
+        late_status.keys().copied().collect::<Vec<_>>(),
+        ["synchronized"],
+        "{late_status:?}"
+    );
 }
