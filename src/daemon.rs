@@ -479,7 +479,9 @@ impl Agent {
             match a {
                 Action::Send { source, packet } => {
                     if let Some(s) = self.slots.get_mut(source) {
-                        s.send(&packet);
+                        if !s.send(&packet) {
+                            self.engine.send_failed(source);
+                        }
                     }
                 }
                 Action::WakeAt(t) => wake = Some(t),

@@ -151,7 +151,12 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
     let mut req_rows = Vec::new();
     for s in &snap.sources {
         let c = s.report.counters;
-        for (result, v) in [("ok", c.ok), ("timeout", c.timeout), ("invalid", c.invalid)] {
+        for (result, v) in [
+            ("ok", c.ok),
+            ("timeout", c.timeout),
+            ("invalid", c.invalid),
+            ("unsent", c.unsent),
+        ] {
             req_rows.push((
                 vec![("source", s.name.clone()), ("result", result.to_owned())],
                 v,

@@ -303,6 +303,14 @@ impl Engine {
         round
     }
 
+    /// The shell could not send `source`'s request (no address yet, or the
+    /// socket refused it).
+    pub fn send_failed(&mut self, source: usize) {
+        if let Some(s) = self.sources.get_mut(source) {
+            s.send_failed();
+        }
+    }
+
     /// A timeline interruption (suspend, clocksource change) detected at
     /// `now`: drop the model and every sample from before it.
     pub fn interrupt(&mut self, now: Steady) -> Vec<Action> {

@@ -75,6 +75,9 @@ pub struct Counters {
     pub invalid: u64,
     /// Duplicate or late replies.
     pub unexpected: u64,
+    /// Requests the shell could not send (no address yet, or the send
+    /// failed): not counted as sent, and they count against reach.
+    pub unsent: u64,
 }
 
 /// One configured server.
@@ -130,6 +133,17 @@ impl Source {
         self.outstanding = None;
     }
 
+    /// The shell could not send the request just asked for: it is not in
+    /// flight, so no reply can be taken for it and it is not counted as
+    /// sent; the poll goes on as after a timeout.
+    pub fn send_failed(&mut self) {
+        if self.outstanding.take().is_some() {
+            self.counters.sent = self.counters.sent.saturating_sub(1);
+            self.counters.unsent += 1;
+            self.unreached();
+        }
+    }
+
     /// The current interval between requests.
     pub fn interval(&self) -> Nanos {
         if self.burst_left > 0 {
@@ -152,6 +166,10 @@ impl Source {
 
     fn missed(&mut self) {
         self.counters.timeout += 1;
+        self.unreached();
+    }
+
+    fn unreached(&mut self) {
         self.reach <<= 1;
         self.misses += 1;
         if self.misses.is_multiple_of(4) && self.burst_left == 0 {
@@ -294,6 +312,30 @@ mod tests {
         assert!(gaps.contains(&32), "{gaps:?}");
         assert!(gaps.iter().all(|&g| g <= 128), "{gaps:?}");
         assert_eq!(s.reach(), 0);
+    }
+
+    #[test]
+    fn unsent_requests_are_not_counted_as_sent_and_take_no_reply() {
+        let p = SampleParams::default();
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let mut s = Source::new(cfg(), Steady(0));
+        s.handle_timer(Steady(0), 42).unwrap();
+        s.send_failed();
+        assert_eq!((s.counters.sent, s.counters.unsent), (0, 1));
+        assert_eq!(s.counters.timeout, 0);
+        // nothing is in flight: a reply carrying that nonce is unexpected
+        assert_eq!(
+            s.handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p),
+            Err(Rejected::Unexpected)
+        );
+        // the poll goes on; a send that works is counted as sent
+        let next = s.deadline().unwrap();
+        s.handle_timer(next, 43).unwrap();
+        assert_eq!((s.counters.sent, s.counters.unsent), (1, 1));
+        // that one fails too; reporting it twice counts it once
+        s.send_failed();
+        s.send_failed();
+        assert_eq!((s.counters.sent, s.counters.unsent), (0, 2));
     }
 
     #[test]
