@@ -135,6 +135,8 @@ pub struct Estimator {
     /// Recent fresh bounds (one per `min_rate_span`), kept across faults:
     /// the rate check that must survive the faults it explains.
     fresh: VecDeque<(Steady, Interval)>,
+    /// The UTC view to give every model (kept across dropped models).
+    utc: super::leap::UtcMapping,
 }
 
 const MAX_ANCHORS: usize = 512;
@@ -157,6 +159,7 @@ impl Estimator {
             last_majority: None,
             violations: 0,
             fresh: VecDeque::new(),
+            utc: Default::default(),
         }
     }
 
@@ -175,6 +178,7 @@ impl Estimator {
 
     /// Set the UTC mapping of the current model (leap seconds).
     pub fn set_utc(&mut self, utc: super::leap::UtcMapping) {
+        self.utc = utc;
         if let Some(m) = &mut self.model {
             m.utc = utc;
         }
@@ -299,8 +303,12 @@ impl Estimator {
             }
         };
 
+        // A proven rate outside +-phi_hw: the model was built under a broken
+        // assumption, so the fresh bound alone is the anchor (intersecting it
+        // with that model could exclude truth).
         if self.rate_out_of_bounds(now, sel.bound) {
             self.fault(now, Fault::RateOutOfBounds);
+            self.model = None;
             round.fault = Some(Fault::RateOutOfBounds);
         }
 
@@ -314,25 +322,32 @@ impl Estimator {
                 .rev()
                 .take(AUDIT_BACK)
                 .any(|(t, b)| *t <= now && m.ageing.age(sel.bound, now, *t).disjoint(b));
-            match sel.bound.intersect(&prev) {
-                Some(both) if !past_miss => anchor = both,
-                Some(_) => round.fault = Some(Fault::FreshMissesPast),
-                None => round.fault = Some(Fault::FreshMissesModel),
-            }
-            if let Some(f) = round.fault {
+            let miss = match sel.bound.intersect(&prev) {
+                Some(both) if !past_miss => {
+                    anchor = both;
+                    None
+                }
+                Some(_) => Some(Fault::FreshMissesPast),
+                None => Some(Fault::FreshMissesModel),
+            };
+            if let Some(f) = miss {
                 self.fault(now, f);
                 self.model = None;
+                round.fault = Some(f);
             }
         }
 
         // After a fault the history is empty: this anchor restarts the rate
-        // evidence and the model ages at the hardware bound meanwhile.
+        // evidence and the model ages at the hardware bound meanwhile. A rate
+        // out of bounds from the anchors also discredits the model this
+        // anchor was intersected with: fall back to the fresh bound.
         let ageing = match self.learn_rate(now, anchor) {
             Ok(Some(a)) => a,
             Ok(None) => self.hardware_ageing(),
             Err(f) => {
                 self.fault(now, f);
                 round.fault.get_or_insert(f);
+                anchor = sel.bound;
                 self.hardware_ageing()
             }
         };
@@ -358,7 +373,7 @@ impl Estimator {
                 .last_majority
                 .map_or(now, |t| t.plus(tt.free_run_after)),
             void_after: now.plus(tt.holdover),
-            utc: self.model.map(|m| m.utc).unwrap_or_default(),
+            utc: self.utc,
         };
         model.void_after = model.widens_past(tt.max_half_width, tt.holdover);
         model.sync_until = model.sync_until.min(model.void_after);
