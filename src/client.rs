@@ -256,6 +256,7 @@ impl Clock {
     }
 
     /// Async `wait_until` (tokio).
+    #[cfg(feature = "tokio")]
     pub async fn wait_until_async(
         &self,
         t_ns: i64,
@@ -273,6 +274,7 @@ impl Clock {
     }
 
     /// Async commit-wait (tokio).
+    #[cfg(feature = "tokio")]
     pub async fn commit_wait_async(
         &self,
         timeout: Duration,

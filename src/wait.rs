@@ -215,6 +215,7 @@ fn pause_thread(p: Pause) -> std::future::Ready<()> {
 
 /// Pause the tokio task: the timer has 1 ms granularity, so sleep a
 /// millisecond short and yield through the rest.
+#[cfg(feature = "tokio")]
 async fn pause_task(p: Pause) {
     match p {
         Pause::Sleep(d) if d > Duration::from_millis(2) => {
@@ -253,6 +254,7 @@ pub fn wait_blocking(
 }
 
 /// Async wait (tokio) for `earliest > until_ns`.
+#[cfg(feature = "tokio")]
 pub async fn wait_async(
     read: impl FnMut() -> Result<Observation, WaitError>,
     until_ns: i128,
@@ -272,6 +274,7 @@ pub fn commit_wait_blocking(
 }
 
 /// Async commit-wait (tokio).
+#[cfg(feature = "tokio")]
 pub async fn commit_wait_async(
     read: impl FnMut() -> Result<Observation, WaitError>,
     timeout: Duration,
@@ -390,6 +393,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "tokio")]
     #[test]
     fn async_and_blocking_waits_agree() {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -47,5 +47,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== the client alone: cargo clippy/test --no-default-features"
+cargo clippy --no-default-features --lib -- -D warnings
+cargo test --no-default-features --features tokio --lib -- --test-threads=2
 echo "== cargo test"
 cargo test -- --test-threads=2
