@@ -119,6 +119,16 @@ struct RateChoice {
     key: i128,
 }
 
+/// A fresh bound kept for the persistent rate check, with the direction in
+/// which some earlier kept bound proves the mean rate since then beyond
+/// +-phi_hw (+1 above, -1 below, 0 neither).
+#[derive(Debug, Clone, Copy)]
+struct Fresh {
+    at: Steady,
+    bound: Interval,
+    beyond: i8,
+}
+
 /// The estimator's state.
 #[derive(Debug, Clone)]
 pub struct Estimator {
@@ -134,7 +144,7 @@ pub struct Estimator {
     violations: u64,
     /// Recent fresh bounds (one per `min_rate_span`), kept across faults:
     /// the rate check that must survive the faults it explains.
-    fresh: VecDeque<(Steady, Interval)>,
+    fresh: VecDeque<Fresh>,
     /// The UTC view to give every model (kept across dropped models).
     utc: super::leap::UtcMapping,
 }
@@ -238,35 +248,76 @@ impl Estimator {
         self.last_majority = None;
     }
 
-    /// Whether the fresh bound `bound` at `now`, paired with an earlier one,
-    /// proves a mean rate outside +-phi_hw. Unlike the anchors (cleared by
-    /// every fault), these bounds survive faults: an oscillator that has left
-    /// its stated range makes the audit trip every few polls, and without
-    /// this check each fault would be followed, two polls later, by a
-    /// "synchronized" model that misses again (the simulator's
-    /// rate_beyond_hw_fast_poll). Each fresh bound holds truth, so inside the
-    /// assumptions no pair of them can prove this.
+    /// Whether the fresh bounds prove the oscillator's rate has left
+    /// +-phi_hw and stays out: two consecutive spans, earlier bound -> kept
+    /// bound -> `bound` at `now`, each with a mean rate beyond the range in
+    /// the same direction. One span is not enough: a single jump of truth
+    /// against the steady clock (a VM paused with its clocks stopped) makes
+    /// every span across it look like a huge rate, and would hold the status
+    /// for as long as such spans are kept; a sustained rate shows on both.
+    ///
+    /// Unlike the anchors (cleared by every fault), these bounds survive
+    /// faults: an oscillator out of range makes the audit trip every few
+    /// polls, and without this check each fault was followed, two polls
+    /// later, by a "synchronized" model that missed again (the simulator's
+    /// rate_beyond_hw_fast_poll). Each fresh bound holds truth, so inside
+    /// the assumptions no span of them can prove a rate out of range.
     fn rate_out_of_bounds(&mut self, now: Steady, bound: Interval) -> bool {
         let span = self.assumptions.min_rate_span;
-        let broken = self
-            .fresh
-            .iter()
-            .take_while(|(t, _)| now.since(*t) >= span)
-            .any(|i| self.pair_rate(*i, (now, bound)).is_err());
+        let mut beyond = 0;
+        let mut broken = false;
+        for f in self.fresh.iter().filter(|f| now.since(f.at) >= span) {
+            let d = self.beyond((f.at, f.bound), (now, bound));
+            if d != 0 {
+                beyond = d;
+                broken |= f.beyond == d;
+            }
+        }
+        let new = Fresh {
+            at: now,
+            bound,
+            beyond,
+        };
         match self.fresh.back_mut() {
-            Some(last) if now.since(last.0) < span => {
-                if bound.width() < last.1.width() {
-                    *last = (now, bound);
+            Some(last) if now.since(last.at) < span => {
+                if bound.width() < last.bound.width() {
+                    *last = new;
                 }
             }
             _ => {
-                self.fresh.push_back((now, bound));
+                self.fresh.push_back(new);
                 if self.fresh.len() > FRESH_KEEP {
                     self.fresh.pop_front();
                 }
             }
         }
         broken
+    }
+
+    /// The mean rate (parts per 10^12, minus 1) over `[i, j]` lies in
+    /// `[lo, hi]`, from the bounds at both ends.
+    fn span_rate(i: (Steady, Interval), j: (Steady, Interval)) -> (i128, i128) {
+        let span = j.0.since(i.0).0;
+        let lo_num = (j.1.lo - i.1.hi).0 - span;
+        let hi_num = (j.1.hi - i.1.lo).0 - span;
+        (
+            mul_div_floor(lo_num, RATE_ONE, span),
+            mul_div_ceil(hi_num, RATE_ONE, span),
+        )
+    }
+
+    /// +1 / -1 when the bounds prove the mean rate over `[i, j]` above /
+    /// below +-phi_hw, else 0.
+    fn beyond(&self, i: (Steady, Interval), j: (Steady, Interval)) -> i8 {
+        let (lo, hi) = Self::span_rate(i, j);
+        let hw = self.assumptions.phi_hw.0;
+        if lo > hw {
+            1
+        } else if hi < -hw {
+            -1
+        } else {
+            0
+        }
     }
 
     fn fault(&mut self, now: Steady, fault: Fault) {
@@ -397,11 +448,7 @@ impl Estimator {
 
     /// Rate bound from one pair of anchors; `Err` if it leaves +-phi_hw.
     fn pair_rate(&self, i: (Steady, Interval), j: (Steady, Interval)) -> Result<RateChoice, Fault> {
-        let span = j.0.since(i.0).0;
-        let lo_num = (j.1.lo - i.1.hi).0 - span;
-        let hi_num = (j.1.hi - i.1.lo).0 - span;
-        let lo = mul_div_floor(lo_num, RATE_ONE, span);
-        let hi = mul_div_ceil(hi_num, RATE_ONE, span);
+        let (lo, hi) = Self::span_rate(i, j);
         let hw = self.assumptions.phi_hw.0;
         if lo > hw || hi < -hw {
             return Err(Fault::RateOutOfBounds);
