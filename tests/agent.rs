@@ -35,7 +35,7 @@ fn fake_servers_with_a_liar_loss_and_delay() {
             },
         ),
     ];
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let addrs = addrs_of(&servers);
     let (_agent, http) = start_agent("fake", &addrs, &["--poll", "1s"]);
     assert!(
         wait_until(Duration::from_secs(15), || synced(http)),
@@ -205,11 +205,8 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
     if !need("faketime") {
         return;
     }
-    let servers: Vec<FakeServer> = ["127.0.0.36", "127.0.0.37", "127.0.0.38"]
-        .iter()
-        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
-        .collect();
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let servers = honest_fakes(&["127.0.0.36", "127.0.0.37", "127.0.0.38"]);
+    let addrs = addrs_of(&servers);
     let stamps = temp_dir("step-stamp");
     let stamp = stamps.join("faketime");
     std::fs::write(&stamp, "+0 x1\n").unwrap();
@@ -272,11 +269,8 @@ fn a_stepped_system_clock_is_counted_and_changes_nothing_else() {
 
 #[test]
 fn drift_file_is_saved_at_shutdown_and_used_at_start() {
-    let servers: Vec<FakeServer> = ["127.0.0.45", "127.0.0.46", "127.0.0.47"]
-        .iter()
-        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
-        .collect();
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let servers = honest_fakes(&["127.0.0.45", "127.0.0.46", "127.0.0.47"]);
+    let addrs = addrs_of(&servers);
     let (mut agent, http) = start_agent("drift", &addrs, &["--poll", "1s"]);
     assert!(wait_until(Duration::from_secs(15), || get_json(
         http,
@@ -363,10 +357,7 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
 
 #[test]
 fn garbage_from_a_source_is_refused_and_counted() {
-    let mut servers: Vec<FakeServer> = ["127.0.0.48", "127.0.0.49", "127.0.0.50"]
-        .iter()
-        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
-        .collect();
+    let mut servers = honest_fakes(&["127.0.0.48", "127.0.0.49", "127.0.0.50"]);
     servers.push(FakeServer::start(
         "127.0.0.44",
         FakeSpec {
@@ -374,7 +365,7 @@ fn garbage_from_a_source_is_refused_and_counted() {
             ..FakeSpec::honest()
         },
     ));
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let addrs = addrs_of(&servers);
     let (_agent, http) = start_agent("garbage", &addrs, &["--poll", "1s"]);
     assert!(wait_until(Duration::from_secs(15), || get_json(
         http, "/v1/now"

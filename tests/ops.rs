@@ -12,10 +12,7 @@ use std::time::Duration;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn synced_agent(tag: &str, ips: [&str; 3]) -> (Vec<FakeServer>, Agent, std::net::SocketAddr) {
-    let mut servers: Vec<FakeServer> = ips
-        .iter()
-        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
-        .collect();
+    let mut servers = honest_fakes(&ips);
     servers.push(FakeServer::start(
         &ips[0].replace(".7", ".8"),
         FakeSpec {
@@ -23,7 +20,7 @@ fn synced_agent(tag: &str, ips: [&str; 3]) -> (Vec<FakeServer>, Agent, std::net:
             ..FakeSpec::honest()
         },
     ));
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let addrs = addrs_of(&servers);
     let (g, http) = start_agent(tag, &addrs, &["--poll", "1s"]);
     assert!(wait_until(Duration::from_secs(15), || get_json(
         http, "/v1/now"

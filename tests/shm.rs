@@ -222,11 +222,8 @@ fn cli_now(shm: &Path) -> (i128, serde_json::Value, i128) {
 
 #[test]
 fn cli_read_path_alive_frozen_and_killed() {
-    let servers: Vec<FakeServer> = ["127.0.0.61", "127.0.0.62", "127.0.0.63"]
-        .iter()
-        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
-        .collect();
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let servers = honest_fakes(&["127.0.0.61", "127.0.0.62", "127.0.0.63"]);
+    let addrs = addrs_of(&servers);
     let (agent, http) = start_agent("shm", &addrs, &["--poll", "1s"]);
     let shm = agent.dir.join("clock");
     assert!(wait_until(Duration::from_secs(15), || get_json(
@@ -320,11 +317,8 @@ fn a_reader_off_the_agents_timeline_gets_an_error() {
     if !need("faketime") {
         return;
     }
-    let servers: Vec<FakeServer> = ["127.0.0.66", "127.0.0.67", "127.0.0.68"]
-        .iter()
-        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
-        .collect();
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let servers = honest_fakes(&["127.0.0.66", "127.0.0.67", "127.0.0.68"]);
+    let addrs = addrs_of(&servers);
     let (agent, listen) = start_agent_env(
         "foreign",
         &addrs,

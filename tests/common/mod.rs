@@ -496,6 +496,18 @@ pub fn libfaketime() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Honest fake servers, one on each address.
+pub fn honest_fakes(ips: &[&str]) -> Vec<FakeServer> {
+    ips.iter()
+        .map(|ip| FakeServer::start(ip, FakeSpec::honest()))
+        .collect()
+}
+
+/// The servers' addresses.
+pub fn addrs_of(servers: &[FakeServer]) -> Vec<SocketAddr> {
+    servers.iter().map(|s| s.addr).collect()
+}
+
 /// Faults on one direction of a [`UdpProxy`] path.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PathFault {
