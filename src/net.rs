@@ -42,6 +42,11 @@ pub struct Slot {
     /// The resolved address.
     pub address: Option<SocketAddr>,
     socket: Option<Arc<UdpSocket>>,
+    /// The same socket (a dup'ed descriptor) for sending: a send goes out at
+    /// once, without waiting for tokio to have seen the socket writable (a
+    /// fresh tokio socket's `try_send` says WouldBlock until then, which
+    /// lost every source's first request).
+    send_socket: Option<std::net::UdpSocket>,
     task: Option<JoinHandle<()>>,
     /// Current socket generation.
     pub generation: u64,
@@ -93,6 +98,7 @@ impl Slot {
             kernel_timestamps,
             address: None,
             socket: None,
+            send_socket: None,
             task: None,
             generation: 0,
             sent_at: None,
@@ -123,6 +129,7 @@ impl Slot {
         let std_sock = std::net::UdpSocket::bind(bind)?;
         std_sock.connect(addr)?;
         std_sock.set_nonblocking(true)?;
+        let send_sock = std_sock.try_clone()?;
         let sock = UdpSocket::from_std(std_sock)?;
         let stamps = self.kernel_timestamps && enable_rx_timestamps(&sock).is_ok();
         let sock = Arc::new(sock);
@@ -171,18 +178,19 @@ impl Slot {
             }
         }));
         self.socket = Some(sock);
+        self.send_socket = Some(send_sock);
         self.address = Some(addr);
         Ok(())
     }
 
     /// Send a request now. Returns false when the slot has no socket.
     pub fn send(&mut self, packet: &[u8]) -> bool {
-        let Some(sock) = &self.socket else {
+        let Some(sock) = &self.send_socket else {
             return false;
         };
         let p = clock::paired_realtime();
         let t1 = clock::raw();
-        match sock.try_send(packet) {
+        match sock.send(packet) {
             Ok(_) => {
                 self.sent_at = Some(t1);
                 self.sent_pair = Some(ClockPair {
