@@ -24,10 +24,13 @@ pub fn request(
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        s,
+    s.set_nodelay(true)?;
+    // One write: `write!` on the stream would send each formatted piece as
+    // its own segment.
+    let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )?;
+    );
+    s.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
     s.take(4 << 20).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
