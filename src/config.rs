@@ -116,6 +116,9 @@ pub struct FileConfig {
     pub kernel_timestamps: Option<bool>,
     /// Allow `listen` on a non-loopback address.
     pub allow_remote_http: Option<bool>,
+    /// The hypervisor's VMClock page, watched for its disruption marker
+    /// (default `/dev/vmclock0` when it exists).
+    pub vmclock_path: Option<PathBuf>,
     /// Oscillator assumptions.
     #[serde(default)]
     pub assumptions: AssumptionsConfig,

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub kernel_timestamps: bool,
     /// Whether the directories were given explicitly (no fallback then).
     pub explicit_dirs: bool,
+    /// The VMClock page to watch, and whether the operator named it (then
+    /// failing to read it is worth a warning; the default is optional).
+    pub vmclock: (PathBuf, bool),
 }
 
 impl RunOptions {
@@ -105,6 +108,10 @@ impl RunOptions {
             engine: file.engine_config(),
             kernel_timestamps: file.kernel_timestamps.unwrap_or(true),
             explicit_dirs,
+            vmclock: match &file.vmclock_path {
+                Some(p) => (p.clone(), true),
+                None => (crate::shm::vmclock::DEFAULT_PATH.into(), false),
+            },
         })
     }
 }
@@ -256,6 +263,28 @@ pub fn settle_dirs(opts: &mut RunOptions) {
     }
 }
 
+/// Watch the VMClock page at `path` if it exists (or was named).
+fn open_vmclock(path: &Path, named: bool) -> Option<crate::shm::vmclock::Watch> {
+    if !named && !path.exists() {
+        return None;
+    }
+    match crate::shm::vmclock::VmClock::open(path) {
+        Ok(c) => {
+            tracing::info!(
+                "watching the VMClock disruption marker at {}",
+                path.display()
+            );
+            Some(crate::shm::vmclock::Watch::new(c))
+        }
+        Err(e) => {
+            tracing::warn!(
+                "VMClock: {e}; VM disruptions will only be caught by the next exchange's audit"
+            );
+            None
+        }
+    }
+}
+
 /// Leap-free minus UTC from the host's leap-second list (0 without one:
 /// right until the next leap second, and none has been announced since
 /// 2017), logged with what it rests on.
@@ -347,6 +376,7 @@ pub struct Agent {
     clocksource: Option<String>,
     last_drift_save: Steady,
     shm: Option<crate::shm::Writer>,
+    vmclock: Option<crate::shm::vmclock::Watch>,
     boot_id: String,
     resolved_tx: mpsc::Sender<(usize, std::io::Result<SocketAddr>)>,
     resolved_rx: Option<mpsc::Receiver<(usize, std::io::Result<SocketAddr>)>>,
@@ -387,8 +417,10 @@ impl Agent {
                         None
                     }
                 });
+        let vmclock = open_vmclock(&opts.vmclock.0, opts.vmclock.1);
         let (resolved_tx, resolved_rx) = mpsc::channel(64);
         Agent {
+            vmclock,
             resolved_tx,
             resolved_rx: Some(resolved_rx),
             shm,
@@ -564,6 +596,13 @@ impl Agent {
             self.perform(a);
         }
         self.boot_offset = (off, span);
+        if self.vmclock.as_mut().is_some_and(|w| w.poll()) {
+            tracing::warn!(
+                "the hypervisor's VMClock disruption marker changed (live migration, snapshot restore or a reported pause): dropping the model"
+            );
+            let a = self.engine.interrupt(now);
+            self.perform(a);
+        }
         if cs != self.clocksource {
             tracing::warn!(
                 "clocksource changed from {:?} to {:?}: dropping the model",
@@ -582,10 +621,12 @@ impl Agent {
         let kernel = clock::kernel_status().ok();
         self.publish();
         let offset = rt.offset.map(|(o, u)| (o.0, u.0 + (p.span.0 + 1) / 2));
+        let vmclock = self.vmclock.as_ref().map(|w| (w.marker(), w.disruptions));
         self.shared.set(|s| {
             s.realtime_offset = offset;
             s.kernel = kernel;
             s.clocksource = cs;
+            s.vmclock = vmclock;
         });
         if now.since(self.last_drift_save) > Nanos::from_secs(600) {
             self.save_drift();

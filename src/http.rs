@@ -139,6 +139,10 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "clock_steps": snap.steps,
         "bound_violations": snap.violations,
         "clocksource": snap.clocksource,
+        "vmclock": snap.vmclock.map(|(marker, disruptions)| json!({
+            "disruption_marker": marker,
+            "disruptions": disruptions,
+        })),
         "sources": sources,
         "kernel": snap.kernel,
     }))

@@ -48,6 +48,10 @@ enum Cmd {
         /// Use only userspace receive stamps (no SO_TIMESTAMPNS).
         #[arg(long)]
         no_kernel_timestamps: bool,
+        /// The hypervisor's VMClock page to watch for disruptions (live
+        /// migration, snapshot restore); default /dev/vmclock0 if present.
+        #[arg(long, value_name = "PATH")]
+        vmclock: Option<PathBuf>,
         /// Declare every --server as ageing its own root dispersion before
         /// answering (chronyd does, ntpd does not): much narrower intervals
         /// against chrony servers, wrong for ntpd ones.
@@ -167,6 +171,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             poll,
             no_kernel_timestamps,
+            vmclock,
             servers_age_dispersion,
         } => {
             init_logging();
@@ -176,6 +181,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if no_kernel_timestamps {
                 file.kernel_timestamps = Some(false);
+            }
+            if vmclock.is_some() {
+                file.vmclock_path = vmclock;
             }
             let flagged = !servers.is_empty();
             let mut opts = RunOptions::from_parts(file, servers, listen, shm, state_dir, poll)?;

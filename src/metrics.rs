@@ -189,6 +189,14 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
         "Steps of the system clock (REALTIME) seen",
         snap.steps,
     );
+    if let Some((_, disruptions)) = snap.vmclock {
+        counter(
+            &mut reg,
+            "skewd_vmclock_disruptions",
+            "Changes of the hypervisor's VMClock disruption marker (each drops the model)",
+            disruptions,
+        );
+    }
     counter(
         &mut reg,
         "skewd_bound_violations",

@@ -42,6 +42,9 @@ pub struct Snapshot {
     pub violations: u64,
     /// Current clocksource.
     pub clocksource: Option<String>,
+    /// The VMClock page, when watched: its last disruption marker and the
+    /// changes seen since start.
+    pub vmclock: Option<(Option<u64>, u64)>,
     /// Steady instant of the last refresh.
     pub refreshed_at: Steady,
     /// BOOTTIME - MONOTONIC at the last refresh (the strict read's check).
@@ -60,6 +63,7 @@ impl Default for Snapshot {
             steps: 0,
             violations: 0,
             clocksource: None,
+            vmclock: None,
             refreshed_at: Steady(0),
             offs_boot_ns: crate::clock::boot_offset().0,
         }

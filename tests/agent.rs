@@ -387,3 +387,71 @@ fn garbage_from_a_source_is_refused_and_counted() {
     assert!(holds(b, &v, a));
     assert_eq!(v["status"], "synchronized");
 }
+
+/// Write a VMClock page header (magic "VCLK", version 1) with `marker`, in
+/// place, under the page's seqlock (odd while writing), as a hypervisor
+/// would: the agent has it mapped.
+fn write_vmclock(path: &std::path::Path, seq: u32, marker: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    if !path.exists() {
+        let mut b = vec![0u8; 4096];
+        b[0..4].copy_from_slice(&0x4b4c_4356u32.to_le_bytes());
+        b[4..8].copy_from_slice(&104u32.to_le_bytes());
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        std::fs::write(path, b).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let mut put = |at: u64, bytes: &[u8]| {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    put(12, &(seq | 1).to_le_bytes());
+    put(16, &marker.to_le_bytes());
+    put(12, &((seq | 1) + 1).to_le_bytes());
+}
+
+/// The hypervisor's VMClock disruption marker changes (live migration,
+/// snapshot restore): the agent drops its model within a refresh, says
+/// `disrupted`, counts it, keeps every interval holding the host clock, and
+/// resynchronizes from fresh exchanges.
+#[test]
+fn a_vmclock_disruption_drops_the_model() {
+    let servers = honest_fakes(&["127.0.0.77", "127.0.0.78", "127.0.0.79"]);
+    let dir = temp_dir("vmclock-page");
+    let page = dir.join("vmclock0");
+    write_vmclock(&page, 0, 1);
+    let (_agent, http) = start_agent(
+        "vmclock",
+        &addrs_of(&servers),
+        &["--poll", "1s", "--vmclock", page.to_str().unwrap()],
+    );
+    assert!(wait_until(Duration::from_secs(15), || synced(http)));
+    let st = get_json(http, "/v1/status");
+    assert_eq!(st["vmclock"]["disruption_marker"], 1, "{st}");
+    assert_eq!(st["vmclock"]["disruptions"], 0, "{st}");
+
+    write_vmclock(&page, 2, 2);
+    let t = Instant::now();
+    let mut saw_disrupted = false;
+    while t.elapsed() < Duration::from_secs(3) && !saw_disrupted {
+        let (b, v, a) = now_bracketed(http);
+        assert!(holds(b, &v, a), "{v}");
+        saw_disrupted = v["status"] == "disrupted";
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        saw_disrupted,
+        "no disruption within 3 s of the marker change"
+    );
+    let st = get_json(http, "/v1/status");
+    assert_eq!(st["vmclock"]["disruptions"], 1, "{st}");
+    let (_, metrics) = get(http, "/metrics").unwrap();
+    assert!(
+        metrics.contains("skewd_vmclock_disruptions_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || synced(http)),
+        "not resynchronized after the disruption"
+    );
+}

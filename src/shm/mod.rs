@@ -7,6 +7,7 @@
 //! so readers keep their mapping, and the daemon resets it when it starts.
 
 pub mod layout;
+pub mod vmclock;
 
 use crate::core::leap::UtcMapping;
 use crate::core::model::FastForm;
