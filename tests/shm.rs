@@ -204,20 +204,25 @@ fn bad_segments_give_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad magic"));
 }
 
-fn cli_now(shm: &Path) -> (i128, serde_json::Value, i128) {
-    let before = realtime_ns();
+/// `skewd <cmd> --json --shm <shm>`: must succeed; its JSON output.
+fn cli_json(cmd: &str, shm: &Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
-        .args(["now", "--json", "--shm"])
+        .args([cmd, "--json", "--shm"])
         .arg(shm)
         .output()
         .unwrap();
-    let after = realtime_ns();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (before, serde_json::from_slice(&out.stdout).unwrap(), after)
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn cli_now(shm: &Path) -> (i128, serde_json::Value, i128) {
+    let before = realtime_ns();
+    let v = cli_json("now", shm);
+    (before, v, realtime_ns())
 }
 
 #[test]
@@ -238,18 +243,8 @@ fn cli_read_path_alive_frozen_and_killed() {
         assert_eq!(v["status"], "synchronized");
     }
     // Commit-wait from the CLI.
-    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
-        .args(["commit-wait", "--json", "--shm"])
-        .arg(&shm)
-        .output()
-        .unwrap();
+    let c = cli_json("commit-wait", &shm);
     let after = realtime_ns();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (ts, waited, eps) = (
         c["timestamp_ns"].as_i64().unwrap(),
         c["waited_ns"].as_i64().unwrap(),
