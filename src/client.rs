@@ -25,7 +25,8 @@ use crate::clock;
 use crate::core::model::Status;
 use crate::core::time::clamp_i64;
 use crate::core::time::{Nanos, Steady};
-use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL};
+use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL, FLAG_VMCLOCK, FLAG_VMCLOCK_DEFAULT};
+use crate::shm::vmclock::VmClock;
 use crate::shm::{Reader, ShmError};
 use crate::wait::{self, CommitWait, Observation, WaitError};
 use std::path::Path;
@@ -44,6 +45,13 @@ pub enum ClientError {
     /// The host was suspended since the anchor; the daemon will rebuild.
     #[error("the host was suspended since the last update ({0} ns); retry shortly")]
     Interrupted(i64),
+    /// The VMClock disruption marker changed since the model was made: the
+    /// VM was migrated or restored; the daemon will rebuild.
+    #[error("the VM was disrupted (live migration or snapshot restore) since the last update; retry shortly")]
+    VmDisrupted,
+    /// The VMClock page named with [`Clock::with_vmclock`] cannot be used.
+    #[error("VMClock: {0}")]
+    VmClock(String),
     /// This process's steady clock reads earlier than the daemon's last
     /// write, which cannot happen on one timeline: the reader is in another
     /// time namespace or under a faked clock, and an interval computed from
@@ -94,6 +102,10 @@ pub struct Clock {
     clamp: bool,
     last_earliest: AtomicI64,
     last_epoch: AtomicU64,
+    /// The hypervisor's VMClock page, when this process can read it, and
+    /// whether it was named ([`Clock::with_vmclock`]) rather than found at
+    /// the default path.
+    vmclock: Option<(VmClock, bool)>,
 }
 
 impl Clock {
@@ -107,15 +119,31 @@ impl Clock {
         Clock::open_with(path, Mode::Fast)
     }
 
-    /// Open with an explicit mode.
+    /// Open with an explicit mode. Maps the hypervisor's VMClock page
+    /// (`/dev/vmclock0`) too when it exists and is readable; see
+    /// [`Clock::with_vmclock`].
     pub fn open_with(path: &Path, mode: Mode) -> Result<Clock, ClientError> {
         Ok(Clock {
             reader: Reader::open(path)?,
             mode,
+            vmclock: VmClock::open(Path::new(crate::shm::vmclock::DEFAULT_PATH))
+                .ok()
+                .map(|c| (c, false)),
             clamp: false,
             last_earliest: AtomicI64::new(i64::MIN),
             last_epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Check every read against the VMClock page at `page` (the one the
+    /// daemon watches): when its disruption marker differs from the one the
+    /// published model was made under, the VM was migrated or restored
+    /// since, and `now()` fails with [`ClientError::VmDisrupted`] at once,
+    /// without waiting for the daemon's next refresh.
+    pub fn with_vmclock(mut self, page: &Path) -> Result<Clock, ClientError> {
+        let page = VmClock::open(page).map_err(|e| ClientError::VmClock(e.to_string()))?;
+        self.vmclock = Some((page, true));
+        Ok(self)
     }
 
     /// Never return an `earliest` below one already returned for the same
@@ -143,6 +171,19 @@ impl Clock {
             return Err(ClientError::NoModel(
                 Status::from_u8(f.status as u8).unwrap_or(Status::Unknown),
             ));
+        }
+        if f.flags & FLAG_VMCLOCK != 0 {
+            if let Some((page, named)) = &self.vmclock {
+                // Compare like with like: the default page only against the
+                // daemon's marker of the default page. A marker that cannot
+                // be read (the hypervisor mid-update for every try) counts
+                // as changed: the safe side.
+                if (*named || f.flags & FLAG_VMCLOCK_DEFAULT != 0)
+                    && page.disruption_marker() != Some(f.vmclock_marker)
+                {
+                    return Err(ClientError::VmDisrupted);
+                }
+            }
         }
         let (at, extra) = self.clock_read(f.offs_boot)?;
         if at.0 < f.written_at {
@@ -209,7 +250,9 @@ impl Clock {
                 status: t.status,
             }),
             Err(ClientError::NoModel(s)) => Ok(Observation::without_model(s)),
-            Err(ClientError::Interrupted(_)) => Ok(Observation::without_model(Status::Disrupted)),
+            Err(ClientError::Interrupted(_) | ClientError::VmDisrupted) => {
+                Ok(Observation::without_model(Status::Disrupted))
+            }
             Err(e) => Err(WaitError::Read(e.to_string())),
         }
     }

@@ -377,6 +377,8 @@ pub struct Agent {
     last_drift_save: Steady,
     shm: Option<crate::shm::Writer>,
     vmclock: Option<crate::shm::vmclock::Watch>,
+    /// Whether that page is the default path readers map by themselves.
+    vmclock_default: bool,
     boot_id: String,
     resolved_tx: mpsc::Sender<(usize, std::io::Result<SocketAddr>)>,
     resolved_rx: Option<mpsc::Receiver<(usize, std::io::Result<SocketAddr>)>>,
@@ -421,6 +423,7 @@ impl Agent {
         let (resolved_tx, resolved_rx) = mpsc::channel(64);
         Agent {
             vmclock,
+            vmclock_default: opts.vmclock.0 == Path::new(crate::shm::vmclock::DEFAULT_PATH),
             resolved_tx,
             resolved_rx: Some(resolved_rx),
             shm,
@@ -565,6 +568,10 @@ impl Agent {
                 clocksource: self.clocksource.clone().unwrap_or_default(),
                 boot_id: self.boot_id.clone(),
                 written_at_ns: now.0,
+                vmclock_marker: self
+                    .vmclock
+                    .as_ref()
+                    .and_then(|w| Some((w.marker()?, self.vmclock_default))),
             });
         }
         let steps = e.steps();

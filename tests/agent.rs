@@ -388,28 +388,6 @@ fn garbage_from_a_source_is_refused_and_counted() {
     assert_eq!(v["status"], "synchronized");
 }
 
-/// Write a VMClock page header (magic "VCLK", version 1) with `marker`, in
-/// place, under the page's seqlock (odd while writing), as a hypervisor
-/// would: the agent has it mapped.
-fn write_vmclock(path: &std::path::Path, seq: u32, marker: u64) {
-    use std::io::{Seek, SeekFrom, Write};
-    if !path.exists() {
-        let mut b = vec![0u8; 4096];
-        b[0..4].copy_from_slice(&0x4b4c_4356u32.to_le_bytes());
-        b[4..8].copy_from_slice(&104u32.to_le_bytes());
-        b[8..10].copy_from_slice(&1u16.to_le_bytes());
-        std::fs::write(path, b).unwrap();
-    }
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    let mut put = |at: u64, bytes: &[u8]| {
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.write_all(bytes).unwrap();
-    };
-    put(12, &(seq | 1).to_le_bytes());
-    put(16, &marker.to_le_bytes());
-    put(12, &((seq | 1) + 1).to_le_bytes());
-}
-
 /// The hypervisor's VMClock disruption marker changes (live migration,
 /// snapshot restore): the agent drops its model within a refresh, says
 /// `disrupted`, counts it, keeps every interval holding the host clock, and

@@ -7,6 +7,7 @@ use skewd::client::{ClientError, Clock};
 use skewd::core::leap::UtcMapping;
 use skewd::core::model::{Ageing, Model, Status};
 use skewd::core::time::{Interval, Rate, RefTime, Steady};
+use skewd::shm::layout::{SEGMENT_SIZE, VERSION};
 use skewd::shm::{Published, Reader, ShmError, Writer};
 use std::path::Path;
 use std::process::Command;
@@ -39,6 +40,7 @@ fn derived(c: i64) -> Published {
         clocksource: format!("cs{}", c % 97),
         boot_id: format!("b{}", c % 89),
         written_at_ns: c,
+        vmclock_marker: (c % 3 == 0).then_some((c as u64, c % 2 == 0)),
     }
 }
 
@@ -162,7 +164,7 @@ fn bad_segments_give_clear_errors() {
         Err(ShmError::Truncated(100))
     ));
     let garbage = dir.join("garbage");
-    std::fs::write(&garbage, [0xabu8; 256]).unwrap();
+    std::fs::write(&garbage, [0xabu8; SEGMENT_SIZE]).unwrap();
     assert!(matches!(Reader::open(&garbage), Err(ShmError::BadMagic)));
     let missing = dir.join("missing");
     assert!(matches!(
@@ -170,14 +172,14 @@ fn bad_segments_give_clear_errors() {
         Err(ClientError::Shm(ShmError::Open { .. }))
     ));
     // A future layout version.
-    let path = dir.join("v2");
+    let path = dir.join("next");
     drop(Writer::create(&path).unwrap());
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    bytes[8..12].copy_from_slice(&(VERSION + 1).to_ne_bytes());
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         Reader::open(&path),
-        Err(ShmError::Version { found: 2 })
+        Err(ShmError::Version { found }) if found == VERSION + 1
     ));
     // A writer killed mid-update: a clear error, and the next daemon start resets it.
     let path = dir.join("mid");
@@ -348,4 +350,43 @@ fn a_reader_off_the_agents_timeline_gets_an_error() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(err.contains("not the agent's timeline"), "{err}");
+}
+
+/// A reader that maps the VMClock page checks the disruption marker on
+/// every read: after a migration or restore it refuses at once, before the
+/// agent's next refresh (here the agent is frozen, so it never notices).
+/// A reader without the page cannot know and still gets the interval.
+#[test]
+fn a_reader_sees_a_vm_disruption_before_the_agent_does() {
+    let servers = honest_fakes(&["127.0.0.84", "127.0.0.85", "127.0.0.86"]);
+    let pages = temp_dir("vmclock-reader-page");
+    let page = pages.join("vmclock0");
+    write_vmclock(&page, 0, 1);
+    let (agent, http) = start_agent(
+        "vmclock-reader",
+        &addrs_of(&servers),
+        &["--poll", "1s", "--vmclock", page.to_str().unwrap()],
+    );
+    assert!(wait_until(Duration::from_secs(15), || get_json(
+        http, "/v1/now"
+    )["status"]
+        == "synchronized"));
+    let shm = agent.dir.join("clock");
+    let clock = Clock::open(&shm).unwrap().with_vmclock(&page).unwrap();
+    let blind = Clock::open(&shm).unwrap();
+    assert!(clock.now().is_ok());
+    agent.signal(libc::SIGSTOP);
+    write_vmclock(&page, 2, 2);
+    match clock.now() {
+        Err(ClientError::VmDisrupted) => {}
+        other => panic!("expected VmDisrupted, got {other:?}"),
+    }
+    assert!(blind.now().is_ok(), "no page, no way to know");
+    agent.signal(libc::SIGCONT);
+    assert!(
+        wait_until(Duration::from_secs(15), || clock
+            .now()
+            .is_ok_and(|t| t.status == Status::Synchronized)),
+        "the reader recovers once the agent rebuilt under the new marker"
+    );
 }

@@ -12,6 +12,11 @@ use skewd::shm::{Published, Writer};
 use std::path::PathBuf;
 
 pub fn segment(tag: &str) -> (Writer, PathBuf) {
+    segment_with(tag, None)
+}
+
+/// [`segment`], published with a VMClock marker.
+pub fn segment_with(tag: &str, vmclock_marker: Option<(u64, bool)>) -> (Writer, PathBuf) {
     let dir = std::env::temp_dir().join(format!("skewd-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("clock");
@@ -45,6 +50,7 @@ pub fn segment(tag: &str) -> (Writer, PathBuf) {
         clocksource: clock::clocksource().unwrap_or_default(),
         boot_id: String::new(),
         written_at_ns: 0,
+        vmclock_marker,
     });
     let _ = RefTime(0);
     (w, path)

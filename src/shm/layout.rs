@@ -10,7 +10,9 @@
 //!     16    8  generation         seqlock: odd while the writer is mid-update
 //!     24    8  epoch              random per daemon start (readers' clamp key)
 //!     32    4  flags              bit 0 model present, bit 1 rate evidence,
-//!                                 bit 2 leap pending/recent, bit 3 fast form
+//!                                 bit 2 leap pending/recent, bit 3 fast form,
+//!                                 bit 4 vmclock_marker valid, bit 5 it is
+//!                                 the marker of /dev/vmclock0
 //!     36    4  status             Status as u8 (0 unknown, 1 synchronized,
 //!                                 2 free_running, 3 disrupted)
 //!     40    8  anchor_ns          anchor on CLOCK_MONOTONIC_RAW (ns)
@@ -34,7 +36,10 @@
 //!                                 cross_d (5 x i64; see core::model::FastForm)
 //!    248    8  written_at_ns      RAW instant of this write: a reader whose
 //!                                 own RAW is earlier is not on this timeline
-//!    256       end (SEGMENT_SIZE)
+//!    256    8  vmclock_marker     the VMClock disruption marker the model was
+//!                                 made under (valid with bit 4 of flags)
+//!    264   56  reserved           zero
+//!    320       end (SEGMENT_SIZE)
 //! ```
 //!
 //! All integers are native-endian (the segment never leaves the host).
@@ -47,9 +52,9 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// `b"SKEWDCLK"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKEWDCLK");
 /// Layout version; a reader refuses any other.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes in the segment.
-pub const SEGMENT_SIZE: usize = 256;
+pub const SEGMENT_SIZE: usize = 320;
 
 /// Flag: a model is present.
 pub const FLAG_MODEL: u32 = 1;
@@ -59,6 +64,11 @@ pub const FLAG_EVIDENCE: u32 = 2;
 pub const FLAG_LEAP: u32 = 4;
 /// Flag: the fast form is valid.
 pub const FLAG_FAST: u32 = 8;
+/// Flag: `vmclock_marker` holds the VMClock disruption marker.
+pub const FLAG_VMCLOCK: u32 = 16;
+/// Flag: ... of the page at the default path (`/dev/vmclock0`), the one
+/// readers map by themselves.
+pub const FLAG_VMCLOCK_DEFAULT: u32 = 32;
 
 /// The segment, as mapped. Every field is atomic: racing plain reads of
 /// memory another process writes would be undefined behaviour.
@@ -115,9 +125,14 @@ pub struct Segment {
     pub boot_id: [AtomicU64; 2],
     /// The model's [`crate::core::model::FastForm`].
     pub fast: [AtomicI64; 5],
-    /// CLOCK_MONOTONIC_RAW instant of the last write (0 from writers
-    /// before this field existed).
+    /// CLOCK_MONOTONIC_RAW instant of the last write.
     pub written_at_ns: AtomicI64,
+    /// The VMClock disruption marker the model was made under: a reader
+    /// that sees the page's marker differ knows the VM was disrupted since
+    /// (live migration, snapshot restore), before the daemon does.
+    pub vmclock_marker: AtomicU64,
+    /// Zero.
+    pub reserved: [AtomicU64; 7],
 }
 
 const _: () = assert!(std::mem::size_of::<Segment>() == SEGMENT_SIZE);

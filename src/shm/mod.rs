@@ -15,8 +15,8 @@ use crate::core::model::{Ageing, Model, Status};
 use crate::core::time::clamp_i64;
 use crate::core::time::{Interval, Nanos, Rate, RefTime, Steady};
 use layout::{
-    pack, unpack, Segment, FLAG_EVIDENCE, FLAG_FAST, FLAG_LEAP, FLAG_MODEL, MAGIC, SEGMENT_SIZE,
-    VERSION,
+    pack, unpack, Segment, FLAG_EVIDENCE, FLAG_FAST, FLAG_LEAP, FLAG_MODEL, FLAG_VMCLOCK,
+    FLAG_VMCLOCK_DEFAULT, MAGIC, SEGMENT_SIZE, VERSION,
 };
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -68,6 +68,10 @@ pub struct Published {
     pub boot_id: String,
     /// RAW instant of this write.
     pub written_at_ns: i64,
+    /// The VMClock disruption marker the model was made under, if the
+    /// daemon watches a VMClock page, and whether that page is the default
+    /// `/dev/vmclock0`.
+    pub vmclock_marker: Option<(u64, bool)>,
 }
 
 /// The daemon's side.
@@ -165,6 +169,13 @@ impl Writer {
             }
             None => s.status.store(p.status as u32, r),
         }
+        if let Some((m, default_page)) = p.vmclock_marker {
+            flags |= FLAG_VMCLOCK;
+            if default_page {
+                flags |= FLAG_VMCLOCK_DEFAULT;
+            }
+            s.vmclock_marker.store(m, r);
+        }
         s.flags.store(flags, r);
         s.offs_boot_ns.store(p.offs_boot_ns, r);
         for (a, v) in s.clocksource.iter().zip(pack::<4>(&p.clocksource)) {
@@ -212,6 +223,8 @@ pub struct FastRead {
     pub epoch: u64,
     /// RAW instant of the write read.
     pub written_at: i64,
+    /// The VMClock marker (valid when `flags & FLAG_VMCLOCK`).
+    pub vmclock_marker: u64,
 }
 
 /// The readers' side: a read-only mapping.
@@ -312,6 +325,7 @@ impl Reader {
                 offs_boot: s.offs_boot_ns.load(r),
                 epoch: s.epoch.load(r),
                 written_at: s.written_at_ns.load(r),
+                vmclock_marker: s.vmclock_marker.load(r),
             }
         })
     }
@@ -380,6 +394,8 @@ impl Reader {
             clocksource: unpack(&cs),
             boot_id: unpack(&bi),
             written_at_ns: s.written_at_ns.load(r),
+            vmclock_marker: (flags & FLAG_VMCLOCK != 0)
+                .then(|| (s.vmclock_marker.load(r), flags & FLAG_VMCLOCK_DEFAULT != 0)),
         }
     }
 }

@@ -174,26 +174,42 @@ impl Watch {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write_fake(path: &Path, seq: u32, marker: u64) -> std::io::Result<()> {
+/// Write a VMClock page at `path` as a hypervisor would, for tests and
+/// benches: created (4 KiB, header only) if missing, then the marker
+/// updated in place under the seqlock (odd while writing), so a process
+/// that has it mapped sees the change.
+pub fn write_page(path: &Path, seq: u32, marker: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    if !path.exists() {
         let mut b = vec![0u8; 4096];
         b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
         b[4..8].copy_from_slice(&104u32.to_le_bytes());
         b[8..10].copy_from_slice(&1u16.to_le_bytes());
-        b[12..16].copy_from_slice(&seq.to_le_bytes());
-        b[16..24].copy_from_slice(&marker.to_le_bytes());
-        std::fs::write(path, b)
+        std::fs::write(path, b)?;
     }
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let odd = seq | 1;
+    for (at, bytes) in [
+        (12, odd.to_le_bytes().to_vec()),
+        (16, marker.to_le_bytes().to_vec()),
+        (12, (odd + 1).to_le_bytes().to_vec()),
+    ] {
+        f.seek(SeekFrom::Start(at))?;
+        f.write_all(&bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn reads_the_marker_and_reports_each_change_once() {
         let dir = std::env::temp_dir().join(format!("skewd-vmclock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("vmclock0");
-        write_fake(&p, 2, 7).unwrap();
+        write_page(&p, 2, 7).unwrap();
         let mut w = Watch::new(VmClock::open(&p).unwrap());
         assert_eq!(w.marker(), Some(7));
         assert!(!w.poll());

@@ -613,3 +613,8 @@ impl Drop for UdpProxy {
         }
     }
 }
+
+/// Write a VMClock page (see `skewd::shm::vmclock::write_page`).
+pub fn write_vmclock(path: &Path, seq: u32, marker: u64) {
+    skewd::shm::vmclock::write_page(path, seq, marker).expect("write the VMClock page");
+}
