@@ -394,16 +394,8 @@ fn garbage_from_a_source_is_refused_and_counted() {
 /// resynchronizes from fresh exchanges.
 #[test]
 fn a_vmclock_disruption_drops_the_model() {
-    let servers = honest_fakes(&["127.0.0.77", "127.0.0.78", "127.0.0.79"]);
-    let dir = temp_dir("vmclock-page");
-    let page = dir.join("vmclock0");
-    write_vmclock(&page, 0, 1);
-    let (_agent, http) = start_agent(
-        "vmclock",
-        &addrs_of(&servers),
-        &["--poll", "1s", "--vmclock", page.to_str().unwrap()],
-    );
-    assert!(wait_until(Duration::from_secs(15), || synced(http)));
+    let (_servers, _pages, page, _agent, http) =
+        vmclock_agent("vmclock", &["127.0.0.77", "127.0.0.78", "127.0.0.79"]);
     let st = get_json(http, "/v1/status");
     assert_eq!(st["vmclock"]["disruption_marker"], 1, "{st}");
     assert_eq!(st["vmclock"]["disruptions"], 0, "{st}");

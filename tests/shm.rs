@@ -358,19 +358,10 @@ fn a_reader_off_the_agents_timeline_gets_an_error() {
 /// A reader without the page cannot know and still gets the interval.
 #[test]
 fn a_reader_sees_a_vm_disruption_before_the_agent_does() {
-    let servers = honest_fakes(&["127.0.0.84", "127.0.0.85", "127.0.0.86"]);
-    let pages = temp_dir("vmclock-reader-page");
-    let page = pages.join("vmclock0");
-    write_vmclock(&page, 0, 1);
-    let (agent, http) = start_agent(
+    let (_servers, _pages, page, agent, _http) = vmclock_agent(
         "vmclock-reader",
-        &addrs_of(&servers),
-        &["--poll", "1s", "--vmclock", page.to_str().unwrap()],
+        &["127.0.0.84", "127.0.0.85", "127.0.0.86"],
     );
-    assert!(wait_until(Duration::from_secs(15), || get_json(
-        http, "/v1/now"
-    )["status"]
-        == "synchronized"));
     let shm = agent.dir.join("clock");
     let clock = Clock::open(&shm).unwrap().with_vmclock(&page).unwrap();
     let blind = Clock::open(&shm).unwrap();

@@ -618,3 +618,26 @@ impl Drop for UdpProxy {
 pub fn write_vmclock(path: &Path, seq: u32, marker: u64) {
     skewd::shm::vmclock::write_page(path, seq, marker).expect("write the VMClock page");
 }
+
+/// An agent on honest fakes at `ips`, watching a VMClock page (marker 1)
+/// written by the test, synchronized. The page sits in the returned dir.
+pub fn vmclock_agent(
+    tag: &str,
+    ips: &[&str],
+) -> (Vec<FakeServer>, TempDir, PathBuf, Agent, SocketAddr) {
+    let servers = honest_fakes(ips);
+    let pages = temp_dir(&format!("{tag}-page"));
+    let page = pages.join("vmclock0");
+    write_vmclock(&page, 0, 1);
+    let (agent, http) = start_agent(
+        tag,
+        &addrs_of(&servers),
+        &["--poll", "1s", "--vmclock", page.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || get(http, "/v1/now")
+            .is_some_and(|(_, b)| b.contains("\"synchronized\""))),
+        "{tag}: not synchronized"
+    );
+    (servers, pages, page, agent, http)
+}
