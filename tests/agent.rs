@@ -56,7 +56,14 @@ fn fake_servers_with_a_liar_loss_and_delay() {
     let st = get_json(http, "/v1/status");
     let states = source_states(&st);
     assert_eq!(states[3], "falseticker", "{st}");
-    assert!(states[..3].iter().all(|s| *s == "selected"), "{states:?}");
+    assert_eq!([&states[0], &states[2]], ["selected", "selected"], "{st}");
+    // The lossy one answers most polls; a run of misses can leave it out of
+    // the reach register for a moment, never a falseticker or invalid.
+    assert!(
+        ["selected", "candidate", "unreachable"].contains(&states[1].as_str()),
+        "{st}"
+    );
+    assert!(st["sources"][1]["replies_ok"].as_u64() > Some(3), "{st}");
     assert_eq!(st["bound_violations"], 0);
 }
 
