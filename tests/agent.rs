@@ -63,7 +63,8 @@ fn fake_servers_with_a_liar_loss_and_delay() {
         ["selected", "candidate", "unreachable"].contains(&states[1].as_str()),
         "{st}"
     );
-    assert!(st["sources"][1]["replies_ok"].as_u64() > Some(3), "{st}");
+    // ~6 polls by now at 30 % loss: it has answered (all lost: p = 0.3^6).
+    assert!(st["sources"][1]["replies_ok"].as_u64() > Some(0), "{st}");
     assert_eq!(st["bound_violations"], 0);
 }
 
