@@ -67,9 +67,8 @@ enum Cmd {
         /// Fast mode: one clock read, no suspend check.
         #[arg(long)]
         fast: bool,
-        /// The shared-memory segment.
-        #[arg(long, value_name = "PATH")]
-        shm: Option<PathBuf>,
+        #[command(flatten)]
+        from: Segment,
     },
     /// Print the agent's status and sources.
     Status {
@@ -87,9 +86,8 @@ enum Cmd {
         /// Give up after this long.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
-        /// The shared-memory segment.
-        #[arg(long, value_name = "PATH")]
-        shm: Option<PathBuf>,
+        #[command(flatten)]
+        from: Segment,
     },
     /// Pick a timestamp and return once it is surely in the past.
     CommitWait {
@@ -99,15 +97,37 @@ enum Cmd {
         /// Give up after this long.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
-        /// The shared-memory segment.
-        #[arg(long, value_name = "PATH")]
-        shm: Option<PathBuf>,
+        #[command(flatten)]
+        from: Segment,
     },
     /// Validate a config file.
     CheckConfig {
         /// The file.
         file: PathBuf,
     },
+}
+
+/// Where a reading command reads from.
+#[derive(clap::Args, Debug)]
+struct Segment {
+    /// The shared-memory segment (default: the agent's, or the per-user
+    /// fallback).
+    #[arg(long, value_name = "PATH")]
+    shm: Option<PathBuf>,
+    /// Also check this VMClock page's disruption marker on every read
+    /// (/dev/vmclock0 is checked when present and readable).
+    #[arg(long, value_name = "PATH")]
+    vmclock: Option<PathBuf>,
+}
+
+impl Segment {
+    fn open(self, mode: Mode) -> anyhow::Result<Clock> {
+        let clock = Clock::open_with(&shm_path(self.shm), mode)?;
+        Ok(match self.vmclock {
+            Some(p) => clock.with_vmclock(&p)?,
+            None => clock,
+        })
+    }
 }
 
 fn init_logging() {
@@ -196,9 +216,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             run(opts)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Now { json, fast, shm } => {
-            let mode = if fast { Mode::Fast } else { Mode::Strict };
-            let clock = Clock::open_with(&shm_path(shm), mode)?;
+        Cmd::Now { json, fast, from } => {
+            let clock = from.open(if fast { Mode::Fast } else { Mode::Strict })?;
             let t = clock.now()?;
             let out = serde_json::json!({
                 "earliest_ns": t.earliest_ns,
@@ -231,14 +250,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::WaitUntil {
             unix_ns,
             timeout,
-            shm,
+            from,
         } => {
-            let clock = Clock::open(&shm_path(shm))?;
+            let clock = from.open(Mode::Strict)?;
             clock.wait_until(unix_ns, timeout, None)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::CommitWait { json, timeout, shm } => {
-            let clock = Clock::open(&shm_path(shm))?;
+        Cmd::CommitWait {
+            json,
+            timeout,
+            from,
+        } => {
+            let clock = from.open(Mode::Strict)?;
             let c = clock.commit_wait(timeout, None)?;
             if json {
                 println!("{}", serde_json::to_string(&c)?);

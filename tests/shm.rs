@@ -373,6 +373,19 @@ fn a_reader_sees_a_vm_disruption_before_the_agent_does() {
         other => panic!("expected VmDisrupted, got {other:?}"),
     }
     assert!(blind.now().is_ok(), "no page, no way to know");
+    // The CLI too, given the page.
+    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .args(["now", "--shm"])
+        .arg(&shm)
+        .arg("--vmclock")
+        .arg(&page)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("VM was disrupted"),
+        "{err}"
+    );
     agent.signal(libc::SIGCONT);
     assert!(
         wait_until(Duration::from_secs(15), || clock
