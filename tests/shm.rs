@@ -109,6 +109,15 @@ fn spawn_role(role: &str, path: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// The number right after `key` in a role's report.
+fn number_after(text: &str, key: &str) -> u64 {
+    text.split(key)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {key:?} in {text:?}"))
+}
+
 #[test]
 fn no_torn_reads_across_processes() {
     let dir = temp_dir("torn");
@@ -117,15 +126,7 @@ fn no_torn_reads_across_processes() {
     let writer = spawn_role("writer", &path);
     let readers: Vec<_> = (0..2).map(|_| spawn_role("reader", &path)).collect();
     let w = String::from_utf8(writer.wait_with_output().unwrap().stdout).unwrap();
-    let writes: i64 = w
-        .split("WRITES ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let writes = number_after(&w, "WRITES ") as i64;
     assert!(
         writes > 1_100_000,
         "writer published only {} times",
@@ -139,16 +140,7 @@ fn no_torn_reads_across_processes() {
             .expect("reader reported")
             .to_owned();
         eprintln!("{line}; writes {}", writes - 1_000_000);
-        let field = |k: &str| -> u64 {
-            line.split(&format!("{k}="))
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+        let field = |k: &str| number_after(&line, &format!("{k}="));
         assert_eq!(field("torn"), 0, "torn reads: {line}");
         assert!(field("ok") > 10_000 && field("distinct") > 20, "{line}");
     }
