@@ -33,7 +33,7 @@ fn main() {
         let (mut lo, mut hi) = (start.0, ret.0);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if model.interval_at(Steady(mid)).interval.lo.0 > c.timestamp_ns as i128 {
+            if model.interval_at(Steady(mid)).interval.lo.0 > c.timestamp_leapfree_ns as i128 {
                 hi = mid;
             } else {
                 lo = mid;
@@ -41,7 +41,7 @@ fn main() {
         }
         overshoot.push(ret.0 - hi);
         waited.push(c.waited_ns);
-        assert!(model.interval_at(ret).interval.lo.0 > c.timestamp_ns as i128);
+        assert!(model.interval_at(ret).interval.lo.0 > c.timestamp_leapfree_ns as i128);
     }
     println!(
         "{{\"commits\": {n}, \"overshoot_p50_ns\": {}, \"overshoot_p99_ns\": {}, \"overshoot_max_ns\": {}, \"waited_p50_ns\": {}}}",

@@ -3,10 +3,14 @@
 //! commit-wait.
 //!
 //! ```no_run
-//! let clock = skewd::client::Clock::open(std::path::Path::new("/run/skewd/clock"))?;
-//! let t = clock.now()?;                 // t.earliest_ns <= true time <= t.latest_ns
+//! use skewd::client::{Clock, LeapFree, Utc};
+//! let clock = Clock::open(std::path::Path::new("/run/skewd/clock"))?;
+//! let t = clock.now()?;       // t.utc.earliest <= true time (UTC) <= t.utc.latest
+//! let lease_end = Utc(1_900_000_000_000_000_000);
+//! if clock.after(lease_end)? { /* the lease surely expired */ }
 //! let s = clock.commit_wait(std::time::Duration::from_secs(1), None)?;
-//! // s.timestamp_ns is now surely in the past
+//! // s.timestamp_leapfree_ns is now surely in the past (leap-free scale)
+//! clock.wait_until(LeapFree(s.timestamp_leapfree_ns), std::time::Duration::ZERO, None)?;
 //! # Ok::<(), skewd::client::ClientError>(())
 //! ```
 //!
@@ -22,13 +26,14 @@
 //! without suspend).
 
 use crate::clock;
-use crate::core::model::Status;
-use crate::core::time::clamp_i64;
-use crate::core::time::{Nanos, Steady};
+pub use crate::core::model::Status;
+use crate::core::time::{Interval, Nanos, RefTime, Steady};
 use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL, FLAG_VMCLOCK, FLAG_VMCLOCK_DEFAULT};
 use crate::shm::vmclock::VmClock;
 use crate::shm::{Reader, ShmError};
-use crate::wait::{self, CommitWait, Observation, WaitError};
+pub use crate::timescale::{Bounds, LeapFree, Timescale, Utc};
+pub use crate::wait::CommitWait;
+use crate::wait::{self, Observation, WaitError};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,6 +47,10 @@ pub enum ClientError {
     /// The daemon has no model (status given).
     #[error("no clock model yet (status {})", .0.as_str())]
     NoModel(Status),
+    /// The interval's status is not one to act on (`unknown`, `disrupted`):
+    /// `after`/`before` refuse it as the waits do.
+    #[error("the interval is {} and cannot be acted on", .0.as_str())]
+    Unusable(Status),
     /// The host was suspended since the anchor; the daemon will rebuild.
     #[error("the host was suspended since the last update ({0} ns); retry shortly")]
     Interrupted(i64),
@@ -58,30 +67,52 @@ pub enum ClientError {
     /// its clock would be for some other instant.
     #[error("this process's CLOCK_MONOTONIC_RAW is {0} ns behind the agent's last update: not the agent's timeline (another time namespace, or a faked clock)")]
     ForeignTimeline(i64),
+    /// This process is in another time namespace than the agent (a
+    /// container with its own MONOTONIC/BOOTTIME offsets), or cannot tell
+    /// which one it is in: its clocks are not the agent's timeline.
+    #[error("this process is in another time namespace than the agent (ours {ours:?}, the agent's {agent:?}): read the interval over HTTP instead")]
+    ForeignTimeNamespace {
+        /// This process's namespace (inode, device), if known.
+        ours: Option<(u64, u64)>,
+        /// The agent's.
+        agent: (u64, u64),
+    },
+    /// The interval does not fit 64-bit nanoseconds (beyond the year 2262):
+    /// it is refused rather than clamped, which would narrow it.
+    #[error("the interval does not fit in 64-bit Unix nanoseconds")]
+    Unrepresentable,
     /// A wait did not finish.
     #[error(transparent)]
     Wait(#[from] WaitError),
 }
 
-/// An interval that contains true time.
+/// An interval that contains true time, on both timescales.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeInterval {
-    /// True time (Unix ns, UTC) is not before this.
-    pub earliest_ns: i64,
-    /// True time (Unix ns, UTC) is not after this.
-    pub latest_ns: i64,
+    /// On the UTC timescale (Unix ns).
+    pub utc: Bounds<Utc>,
+    /// On the leap-free timescale commit-wait uses (equal to `utc` unless a
+    /// leap second passed since 2017).
+    pub leapfree: Bounds<LeapFree>,
     /// What the interval is good for.
     pub status: Status,
-    /// The same bounds on the leap-free timescale commit-wait uses (equal to
-    /// the UTC ones unless a leap second passed while the daemon ran).
-    pub leapfree: (i64, i64),
 }
 
 impl TimeInterval {
-    /// Half the width, rounded up.
+    /// Half the width, rounded up (the same on both timescales away from a
+    /// leap second).
     pub fn epsilon_ns(&self) -> i64 {
-        let w = self.latest_ns.saturating_sub(self.earliest_ns);
+        let w = self
+            .leapfree
+            .latest
+            .0
+            .saturating_sub(self.leapfree.earliest.0);
         w / 2 + w % 2
+    }
+
+    /// The bounds on timescale `S`.
+    pub fn on<S: Timescale>(&self) -> Bounds<S> {
+        S::pick(self.utc, self.leapfree)
     }
 }
 
@@ -102,10 +133,16 @@ pub struct Clock {
     clamp: bool,
     last_earliest: AtomicI64,
     last_epoch: AtomicU64,
+    /// This process's time namespace, read once at open.
+    timens: Option<(u64, u64)>,
     /// The hypervisor's VMClock page, when this process can read it, and
     /// whether it was named ([`Clock::with_vmclock`]) rather than found at
     /// the default path.
     vmclock: Option<(VmClock, bool)>,
+}
+
+fn fit(v: i128) -> Result<i64, ClientError> {
+    i64::try_from(v).map_err(|_| ClientError::Unrepresentable)
 }
 
 impl Clock {
@@ -129,6 +166,7 @@ impl Clock {
             vmclock: VmClock::open(Path::new(crate::shm::vmclock::DEFAULT_PATH))
                 .ok()
                 .map(|c| (c, false)),
+            timens: clock::time_namespace(),
             clamp: false,
             last_earliest: AtomicI64::new(i64::MIN),
             last_epoch: AtomicU64::new(0),
@@ -147,7 +185,10 @@ impl Clock {
     }
 
     /// Never return an `earliest` below one already returned for the same
-    /// daemon start (true time is monotone). Costs one atomic per read.
+    /// daemon start (true time is monotone). The clamp works on the
+    /// leap-free timescale (UTC repeats a second at a leap: clamping UTC
+    /// there would put `earliest` above true time); the UTC view is then
+    /// derived from the clamped bounds. Costs one atomic per read.
     pub fn with_monotonic_earliest(mut self, on: bool) -> Clock {
         self.clamp = on;
         self
@@ -167,6 +208,12 @@ impl Clock {
     #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {
         let f = self.reader.read_fast()?;
+        if f.timens != (0, 0) && self.timens != Some(f.timens) {
+            return Err(ClientError::ForeignTimeNamespace {
+                ours: self.timens,
+                agent: f.timens,
+            });
+        }
         if f.flags & FLAG_MODEL == 0 {
             return Err(ClientError::NoModel(
                 Status::from_u8(f.status as u8).unwrap_or(Status::Unknown),
@@ -189,11 +236,12 @@ impl Clock {
         if at.0 < f.written_at {
             return Err(ClientError::ForeignTimeline(f.written_at - at.0));
         }
-        let mut t = if f.flags & (FLAG_FAST | FLAG_LEAP) == FLAG_FAST && at.0 >= f.anchor {
+        let extra = extra as i128;
+        // The leap-free interval and the status, then its UTC view.
+        let fast = f.flags & (FLAG_FAST | FLAG_LEAP) == FLAG_FAST && at.0 >= f.anchor;
+        let (mut lf, status, model) = if fast {
             // Hot path: multiplies and shifts only.
             let (lo, hi) = f.form.bound_at(f.lo as i128, f.hi as i128, at.0 - f.anchor);
-            let lo = clamp_i64(lo).saturating_sub(extra);
-            let hi = clamp_i64(hi).saturating_add(extra);
             let status = if at.0 > f.void_after {
                 Status::Unknown
             } else {
@@ -203,12 +251,14 @@ impl Clock {
                     None => Status::Unknown,
                 }
             };
-            TimeInterval {
-                earliest_ns: lo.saturating_sub(f.utc_offset),
-                latest_ns: hi.saturating_sub(f.utc_offset),
+            (
+                Interval {
+                    lo: RefTime(lo),
+                    hi: RefTime(hi),
+                },
                 status,
-                leapfree: (lo, hi),
-            }
+                None,
+            )
         } else {
             // Before the anchor, around a leap, or no fast form: the exact
             // model (a second seqlock read; the model may have moved on, and
@@ -216,39 +266,52 @@ impl Clock {
             let (model, status, _, _) = self.reader.read_model()?;
             let model = model.ok_or(ClientError::NoModel(status))?;
             let r = model.interval_at(at);
-            let extra = Nanos(extra as i128);
-            let leapfree = r.interval.widen(extra, extra);
-            let utc = model.utc.to_utc(leapfree);
-            TimeInterval {
-                earliest_ns: clamp_i64(utc.lo.0),
-                latest_ns: clamp_i64(utc.hi.0),
-                status: r.status,
-                leapfree: (clamp_i64(leapfree.lo.0), clamp_i64(leapfree.hi.0)),
-            }
+            (r.interval, r.status, Some(model))
         };
+        lf = lf.widen(Nanos(extra), Nanos(extra));
         if self.clamp {
+            let lo = fit(lf.lo.0)?;
             let epoch = f.epoch;
-            if self.last_epoch.swap(epoch, Ordering::Relaxed) == epoch {
-                let prev = self
-                    .last_earliest
-                    .fetch_max(t.earliest_ns, Ordering::Relaxed);
-                t.earliest_ns = t.earliest_ns.max(prev).min(t.latest_ns);
+            let floor = if self.last_epoch.swap(epoch, Ordering::Relaxed) == epoch {
+                self.last_earliest.fetch_max(lo, Ordering::Relaxed)
             } else {
-                self.last_earliest.store(t.earliest_ns, Ordering::Relaxed);
-            }
+                self.last_earliest.store(lo, Ordering::Relaxed);
+                lo
+            };
+            lf.lo = RefTime(lf.lo.0.max(floor as i128).min(lf.hi.0));
         }
-        Ok(t)
+        let utc = match model {
+            Some(m) => m.utc.to_utc(lf),
+            None => Interval {
+                lo: RefTime(lf.lo.0 - f.utc_offset as i128),
+                hi: RefTime(lf.hi.0 - f.utc_offset as i128),
+            },
+        };
+        Ok(TimeInterval {
+            utc: Bounds {
+                earliest: Utc(fit(utc.lo.0)?),
+                latest: Utc(fit(utc.hi.0)?),
+            },
+            leapfree: Bounds {
+                earliest: LeapFree(fit(lf.lo.0)?),
+                latest: LeapFree(fit(lf.hi.0)?),
+            },
+            status,
+        })
     }
 
-    /// One read as a waiter sees it (leap-free).
-    fn observe(&self) -> Result<Observation, WaitError> {
+    /// One read as a waiter sees it, on timescale `S`.
+    fn observe<S: Timescale>(&self) -> Result<Observation, WaitError> {
         match self.now() {
-            Ok(t) => Ok(Observation {
-                earliest_ns: Some(t.leapfree.0 as i128),
-                latest_ns: Some(t.leapfree.1 as i128),
-                epsilon_ns: Some(t.epsilon_ns() as i128),
-                status: t.status,
-            }),
+            Ok(t) => {
+                let b = t.on::<S>();
+                Ok(Observation {
+                    earliest_ns: Some(b.earliest.ns().into()),
+                    latest_ns: Some(b.latest.ns().into()),
+                    epsilon_ns: Some(t.epsilon_ns().into()),
+                    status: t.status,
+                })
+            }
             Err(ClientError::NoModel(s)) => Ok(Observation::without_model(s)),
             Err(ClientError::Interrupted(_) | ClientError::VmDisrupted) => {
                 Ok(Observation::without_model(Status::Disrupted))
@@ -257,42 +320,55 @@ impl Clock {
         }
     }
 
-    /// TrueTime's `TT.after(t)`: true time is surely after `t_ns`.
-    pub fn after(&self, t_ns: i64) -> Result<bool, ClientError> {
-        Ok(self.now()?.leapfree.0 > t_ns)
+    /// An interval a decision may rest on: `synchronized` or `free_running`.
+    fn usable(&self) -> Result<TimeInterval, ClientError> {
+        let t = self.now()?;
+        if wait::usable(t.status) {
+            Ok(t)
+        } else {
+            Err(ClientError::Unusable(t.status))
+        }
     }
 
-    /// TrueTime's `TT.before(t)`: true time is surely before `t_ns`.
-    pub fn before(&self, t_ns: i64) -> Result<bool, ClientError> {
-        Ok(self.now()?.leapfree.1 < t_ns)
+    /// TrueTime's `TT.after(t)`: true time is surely after `t` (on its own
+    /// timescale). Refuses an `unknown` or `disrupted` interval.
+    pub fn after<S: Timescale>(&self, t: S) -> Result<bool, ClientError> {
+        Ok(self.usable()?.on::<S>().earliest > t)
     }
 
-    /// Block until `t_ns` (leap-free Unix ns) is surely in the past, or fail
+    /// TrueTime's `TT.before(t)`: true time is surely before `t`. Refuses an
+    /// `unknown` or `disrupted` interval.
+    pub fn before<S: Timescale>(&self, t: S) -> Result<bool, ClientError> {
+        Ok(self.usable()?.on::<S>().latest < t)
+    }
+
+    /// Block until `t` (on its own timescale) is surely in the past, or fail
     /// at `timeout` (also while unsynchronized or above `max_epsilon_ns`).
-    pub fn wait_until(
+    pub fn wait_until<S: Timescale>(
         &self,
-        t_ns: i64,
+        t: S,
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<(), ClientError> {
         wait::wait_blocking(
-            || self.observe(),
-            t_ns.into(),
+            || self.observe::<S>(),
+            t.ns().into(),
             timeout,
             max_epsilon_ns.map(i128::from),
         )?;
         Ok(())
     }
 
-    /// Spanner's commit-wait: pick `s = now().latest` from the first usable
-    /// read (within `max_epsilon_ns`), return once `now().earliest > s`.
+    /// Spanner's commit-wait: pick `s = now().latest` (leap-free) from the
+    /// first usable read (within `max_epsilon_ns`), return once
+    /// `now().earliest > s`.
     pub fn commit_wait(
         &self,
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<CommitWait, ClientError> {
         Ok(wait::commit_wait_blocking(
-            || self.observe(),
+            || self.observe::<LeapFree>(),
             timeout,
             max_epsilon_ns.map(i128::from),
         )?)
@@ -300,15 +376,15 @@ impl Clock {
 
     /// Async `wait_until` (tokio).
     #[cfg(feature = "tokio")]
-    pub async fn wait_until_async(
+    pub async fn wait_until_async<S: Timescale>(
         &self,
-        t_ns: i64,
+        t: S,
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<(), ClientError> {
         wait::wait_async(
-            || self.observe(),
-            t_ns.into(),
+            || self.observe::<S>(),
+            t.ns().into(),
             timeout,
             max_epsilon_ns.map(i128::from),
         )
@@ -323,10 +399,12 @@ impl Clock {
         timeout: Duration,
         max_epsilon_ns: Option<i64>,
     ) -> Result<CommitWait, ClientError> {
-        Ok(
-            wait::commit_wait_async(|| self.observe(), timeout, max_epsilon_ns.map(i128::from))
-                .await?,
+        Ok(wait::commit_wait_async(
+            || self.observe::<LeapFree>(),
+            timeout,
+            max_epsilon_ns.map(i128::from),
         )
+        .await?)
     }
 }
 

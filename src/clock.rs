@@ -155,6 +155,79 @@ pub fn clocksource() -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// Counts every time CLOCK_REALTIME is *set* (stepped: `settimeofday`,
+/// `clock_settime`, `adjtimex` with `ADJ_SETOFFSET`), as opposed to slewed:
+/// a `timerfd` on CLOCK_REALTIME armed with `TFD_TIMER_CANCEL_ON_SET` fails
+/// its next read with ECANCELED after any set. The shell reads the count
+/// around each exchange; the core refuses a kernel receive stamp when it
+/// changed (a REALTIME stamp mapped across a step could land before the
+/// datagram arrived).
+#[cfg(feature = "daemon")]
+#[derive(Debug)]
+pub struct ClockSetWatch {
+    fd: nix::sys::timerfd::TimerFd,
+    sets: u64,
+}
+
+#[cfg(feature = "daemon")]
+impl ClockSetWatch {
+    /// A watcher, or `None` where timerfds are not available.
+    pub fn new() -> Option<ClockSetWatch> {
+        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+        let fd = TimerFd::new(
+            ClockId::CLOCK_REALTIME,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .ok()?;
+        let w = ClockSetWatch { fd, sets: 0 };
+        // Arming reports a set that raced with it as ECANCELED: try again.
+        (0..8).find(|_| w.arm().is_ok())?;
+        Some(w)
+    }
+
+    /// Arm a one-shot timer far in the future (it never fires; only a set
+    /// of the clock ends it).
+    fn arm(&self) -> nix::Result<()> {
+        use nix::sys::time::TimeSpec;
+        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
+        self.fd.set(
+            // Year 2255: before the kernel's ktime limit, after anything real.
+            Expiration::OneShot(TimeSpec::new(9_000_000_000, 0)),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME | TimerSetTimeFlags::TFD_TIMER_CANCEL_ON_SET,
+        )
+    }
+
+    /// The number of sets seen so far (one non-blocking read).
+    pub fn poll(&mut self) -> u64 {
+        use nix::errno::Errno;
+        let mut buf = [0u8; 8];
+        for _ in 0..8 {
+            match nix::unistd::read(&self.fd, &mut buf) {
+                Err(Errno::ECANCELED) => {
+                    self.sets += 1;
+                    let _ = self.arm();
+                }
+                Err(Errno::EINTR) => {}
+                // EAGAIN: nothing happened; anything else: nothing to learn.
+                _ => return self.sets,
+            }
+        }
+        self.sets
+    }
+}
+
+/// This process's time namespace: the inode and device of
+/// `/proc/self/ns/time` (`None` where the kernel has no time namespaces or
+/// /proc is not mounted). Processes in different time namespaces read
+/// different CLOCK_MONOTONIC(_RAW) and CLOCK_BOOTTIME, so a model anchored on
+/// one timeline is meaningless on the other.
+pub fn time_namespace() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/time")
+        .ok()
+        .map(|m| (m.ino(), m.dev()))
+}
+
 /// This boot's id, if readable.
 pub fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")

@@ -15,7 +15,7 @@
 //! max_frequency_error_ppm = 200
 //! ```
 
-use crate::core::engine::EngineConfig;
+use crate::core::engine::{EngineConfig, SourceConfig};
 use crate::core::time::{Nanos, Rate};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,10 @@ pub const DEFAULT_POOL: [&str; 4] = [
 pub struct ServerConfig {
     /// `host:port` (a name is resolved at start and again while unreachable).
     pub address: String,
-    /// Whether this server smears leap seconds (all or none may).
+    /// Whether this server smears leap seconds. Only `false` is accepted:
+    /// a smearing server is off UTC by up to half a second for a day around
+    /// a leap and changes its rate by ~11.6 ppm at the smear's onset, which
+    /// the bound cannot express (see `validate`).
     #[serde(default)]
     pub leap_smearing: bool,
     /// The server ages its root dispersion itself before sending (chrony
@@ -233,13 +236,14 @@ impl FileConfig {
         for s in &self.server {
             validate_address(&s.address)?;
         }
-        let smearing = self.server.iter().filter(|s| s.leap_smearing).count();
-        if smearing != 0 && smearing != self.server.len() {
+        if self.server.iter().any(|s| s.leap_smearing) {
             return Err(invalid(
                 "server.leap_smearing",
-                "smearing and non-smearing servers must not be mixed (they disagree by up to 0.5 s around a leap)",
+                "leap-smearing servers are not supported: around a leap second a smeared clock is off UTC by up to 0.5 s for a day and its rate changes by ~11.6 ppm at the smear's onset, so a hard bound would be either wrong or a second wide; use servers that announce leap seconds (leap_smearing = false)",
             ));
         }
+        let addrs: Vec<String> = self.server.iter().map(|s| s.address.clone()).collect();
+        refuse_duplicates(&addrs)?;
         if let Some(l) = &self.listen {
             let addr: std::net::SocketAddr = l
                 .parse()
@@ -259,7 +263,14 @@ impl FileConfig {
     /// The engine configuration these settings describe.
     pub fn engine_config(&self) -> EngineConfig {
         let poll = secs(self.poll_interval_s.unwrap_or(16.0));
-        let mut e = EngineConfig::with_poll(poll);
+        let mut e = EngineConfig::new(poll, 0);
+        e.sources = self
+            .server
+            .iter()
+            .map(|s| SourceConfig {
+                dispersion_aged_by_server: s.dispersion_aged_by_server,
+            })
+            .collect();
         let a = &self.assumptions;
         e.assumptions.phi_hw = ppm(a.max_frequency_error_ppm);
         e.assumptions.phi_min = ppm(a.min_frequency_bound_ppm);
@@ -301,6 +312,37 @@ pub fn validate_address(a: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Refuse a server named twice: one server in two slots would count twice
+/// toward the f tolerated faults. Names compare case-insensitively, IP
+/// literals by address (an IPv4-mapped IPv6 address is the IPv4 one).
+/// Different names for one address are caught when they resolve.
+pub fn refuse_duplicates(addresses: &[String]) -> Result<(), ConfigError> {
+    let key = |a: &str| -> String {
+        if let Ok(sa) = a.parse::<std::net::SocketAddr>() {
+            let ip = match sa.ip() {
+                std::net::IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            return std::net::SocketAddr::new(ip, sa.port()).to_string();
+        }
+        a.to_ascii_lowercase()
+    };
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for a in addresses {
+        let k = key(a);
+        if let Some((_, first)) = seen.iter().find(|(s, _)| *s == k) {
+            return Err(invalid(
+                "server.address",
+                format!("{a:?} is the same server as {first:?}: each server may fill one slot (two would count twice toward the fault tolerance)"),
+            ));
+        }
+        seen.push((k, a));
+    }
+    Ok(())
+}
+
 fn secs(v: f64) -> Nanos {
     Nanos((v * 1e9).round() as i128)
 }
@@ -335,7 +377,31 @@ mod tests {
         );
         let mixed = "[[server]]\naddress = \"a:123\"\nleap_smearing = true\n[[server]]\naddress = \"b:123\"\n";
         assert!(FileConfig::parse(mixed, p).is_err());
+        let all = "[[server]]\naddress = \"a:123\"\nleap_smearing = true\n";
+        let e = FileConfig::parse(all, p).unwrap_err().to_string();
+        assert!(e.contains("not supported"), "{e}");
+        assert!(FileConfig::parse(
+            "[[server]]\naddress = \"a:123\"\nleap_smearing = false\n",
+            p
+        )
+        .is_ok());
         assert!(FileConfig::parse("[[server]]\naddress = \"nohost\"", p).is_err());
+    }
+
+    #[test]
+    fn duplicate_servers_are_refused() {
+        let p = Path::new("x.toml");
+        for dup in [
+            "[[server]]\naddress = \"ntp.example:123\"\n[[server]]\naddress = \"NTP.example:123\"\n",
+            "[[server]]\naddress = \"127.0.0.1:123\"\n[[server]]\naddress = \"[::ffff:127.0.0.1]:123\"\n",
+        ] {
+            let e = FileConfig::parse(dup, p).unwrap_err().to_string();
+            assert!(e.contains("same server"), "{e}");
+        }
+        // the same host on another port is another server
+        let ok =
+            "[[server]]\naddress = \"127.0.0.1:123\"\n[[server]]\naddress = \"127.0.0.1:124\"\n";
+        assert!(FileConfig::parse(ok, p).is_ok());
     }
 
     #[test]

@@ -6,9 +6,10 @@
 
 use crate::clock;
 use crate::config::{FileConfig, DEFAULT_LISTEN, DEFAULT_POOL, DEFAULT_SHM, DEFAULT_STATE_DIR};
-use crate::core::engine::{Action, Engine, EngineConfig};
+use crate::core::engine::{Action, Engine, EngineConfig, SourceConfig};
+use crate::core::leap::{LeapEvent, LeapTable};
 use crate::core::model::Status;
-use crate::core::sample::map_rx_stamp;
+use crate::core::sample::RxStamps;
 use crate::core::time::{Nanos, Rate, Steady};
 use crate::net::{Incoming, Slot};
 use crate::snapshot::{Snapshot, SourceView};
@@ -94,6 +95,7 @@ impl RunOptions {
         } else {
             vec![false; servers.len()]
         };
+        crate::config::refuse_duplicates(&servers)?;
         Ok(RunOptions {
             dispersion_aged_by_server,
             servers,
@@ -285,33 +287,26 @@ fn open_vmclock(path: &Path, named: bool) -> Option<crate::shm::vmclock::Watch> 
     }
 }
 
-/// Leap-free minus UTC from the host's leap-second list (0 without one:
-/// right until the next leap second, and none has been announced since
-/// 2017), logged with what it rests on.
-fn leapfree_offset() -> Nanos {
-    let now_s = (clock::realtime().0 / crate::core::time::NS_PER_S) as i64;
+/// The host's leap-second table (tzdata's list). Where the leap-free
+/// timescale starts is looked up in it at the UTC of the first model (the
+/// sources' time, never this host's REALTIME); a list that contradicts the
+/// known origin is refused.
+fn leap_table() -> LeapTable {
     let path = Path::new(crate::leaps::DEFAULT_PATH);
-    match crate::leaps::LeapList::load(path, now_s) {
-        Ok(l) => {
-            let off = l.leapfree_offset_s();
-            if l.expired(now_s) {
+    match crate::leaps::load(path) {
+        Ok(t) => {
+            let now_s = (clock::realtime().0 / crate::core::time::NS_PER_S) as i64;
+            if t.expired(now_s) {
                 tracing::info!(
-                    "leap-free timescale: UTC + {off} s (TAI - UTC = {} s per {}, which has expired: a leap second since then would be missing; update tzdata)",
-                    l.tai_utc_s,
-                    path.display()
-                );
-            } else {
-                tracing::info!(
-                    "leap-free timescale: UTC + {off} s (TAI - UTC = {} s per {})",
-                    l.tai_utc_s,
+                    "leap-second list {} has expired: a leap second after its expiry would be known only from the sources' announcement; update tzdata",
                     path.display()
                 );
             }
-            Nanos::from_secs(off.into())
+            t
         }
         Err(e) => {
-            tracing::info!("no leap-second list ({e}): leap-free timescale = UTC");
-            Nanos(0)
+            tracing::warn!("not using the leap-second list: {e}; the leap-free timescale assumes no leap second since 2017 (none has been announced)");
+            LeapTable::default()
         }
     }
 }
@@ -323,22 +318,31 @@ struct DriftFile {
     boot_id: Option<String>,
 }
 
-fn load_drift(dir: &Path) -> Option<(Rate, DriftFileInfo)> {
-    let text = std::fs::read_to_string(dir.join("drift.json")).ok()?;
-    let d: DriftFile = serde_json::from_str(&text).ok()?;
-    if !d.frequency_ppb.is_finite() {
-        return None;
+/// The saved rate, if the file is ours to trust: well-formed, for this
+/// clocksource, and within the hardware bound `phi_hw` (checked before any
+/// conversion: `-1e36` would saturate and wrap).
+fn load_drift(dir: &Path, phi_hw: Rate, clocksource: &Option<String>) -> Option<Rate> {
+    let path = dir.join("drift.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let refuse = |why: &str| {
+        tracing::warn!("ignoring the drift file {}: {why}", path.display());
+        None
+    };
+    let d: DriftFile = match serde_json::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    let bound_ppb = phi_hw.0 as f64 / 1e3;
+    if !(d.frequency_ppb.is_finite() && d.frequency_ppb.abs() <= bound_ppb) {
+        return refuse(&format!(
+            "frequency {} ppb is outside the hardware bound of {bound_ppb} ppb",
+            d.frequency_ppb
+        ));
     }
-    Some((
-        Rate((d.frequency_ppb * 1e3) as i128),
-        DriftFileInfo {
-            clocksource: d.clocksource,
-        },
-    ))
-}
-
-struct DriftFileInfo {
-    clocksource: Option<String>,
+    if &d.clocksource != clocksource {
+        return None; // another clocksource: another oscillator
+    }
+    Some(Rate((d.frequency_ppb * 1e3).round() as i128))
 }
 
 fn save_drift(dir: &Path, rate: Rate) {
@@ -380,47 +384,48 @@ pub struct Agent {
     /// Whether that page is the default path readers map by themselves.
     vmclock_default: bool,
     boot_id: String,
-    resolved_tx: mpsc::Sender<(usize, std::io::Result<SocketAddr>)>,
-    resolved_rx: Option<mpsc::Receiver<(usize, std::io::Result<SocketAddr>)>>,
+    resolved_tx: mpsc::Sender<(usize, std::io::Result<Vec<SocketAddr>>)>,
+    resolved_rx: Option<mpsc::Receiver<(usize, std::io::Result<Vec<SocketAddr>>)>>,
+    /// Counts REALTIME sets, for the core's kernel-stamp check.
+    clock_sets: Option<clock::ClockSetWatch>,
 }
 
 impl Agent {
     /// Build the agent (sockets are connected by `run`).
-    pub fn new(opts: &RunOptions, shared: Arc<Shared>, tx: mpsc::Sender<Incoming>) -> Agent {
+    pub fn new(
+        opts: &RunOptions,
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<Incoming>,
+        shm: Option<crate::shm::Writer>,
+    ) -> Agent {
         let now = clock::raw();
-        let mut engine = Engine::new(opts.engine, opts.servers.len(), now);
-        for (i, yes) in opts.dispersion_aged_by_server.iter().enumerate() {
-            engine.set_dispersion_aged_by_server(i, *yes);
-        }
-        engine.set_leap_offset(leapfree_offset());
         let clocksource = clock::clocksource();
-        if let Some((rate, info)) = load_drift(&opts.state_dir) {
-            if info.clocksource == clocksource {
-                tracing::info!(
-                    "drift file: centring the rate on {:.3} ppm",
-                    rate.as_ppm_f64()
-                );
-                engine.set_rate_hint(rate);
-            }
+        let mut cfg = opts.engine.clone();
+        cfg.sources = opts
+            .dispersion_aged_by_server
+            .iter()
+            .map(|yes| SourceConfig {
+                dispersion_aged_by_server: *yes,
+            })
+            .collect();
+        cfg.leap_table = leap_table();
+        cfg.rate_hint = load_drift(&opts.state_dir, cfg.assumptions.phi_hw, &clocksource);
+        if let Some(r) = cfg.rate_hint {
+            tracing::info!("drift file: centring the rate on {:.3} ppm", r.as_ppm_f64());
         }
-        let shm =
-            opts.shm_path
-                .as_deref()
-                .and_then(|path| match crate::shm::Writer::create(path) {
-                    Ok(w) => {
-                        tracing::info!("publishing to shared memory at {}", path.display());
-                        Some(w)
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "shared memory disabled: cannot create {}: {e}",
-                            path.display()
-                        );
-                        None
-                    }
-                });
+        let engine = Engine::new(cfg, now);
         let vmclock = open_vmclock(&opts.vmclock.0, opts.vmclock.1);
         let (resolved_tx, resolved_rx) = mpsc::channel(64);
+        let kernel_timestamps = opts.kernel_timestamps;
+        let clock_sets = if kernel_timestamps {
+            let w = clock::ClockSetWatch::new();
+            if w.is_none() {
+                tracing::warn!("cannot watch CLOCK_REALTIME for steps (timerfd): kernel receive stamps are mapped assuming at most one step per exchange");
+            }
+            w
+        } else {
+            None
+        };
         Agent {
             vmclock,
             vmclock_default: opts.vmclock.0 == Path::new(crate::shm::vmclock::DEFAULT_PATH),
@@ -432,7 +437,7 @@ impl Agent {
             slots: opts
                 .servers
                 .iter()
-                .map(|n| Slot::new(n.clone(), opts.kernel_timestamps))
+                .map(|n| Slot::new(n.clone(), kernel_timestamps))
                 .collect(),
             shared,
             tx,
@@ -440,6 +445,7 @@ impl Agent {
             boot_offset: clock::boot_offset(),
             clocksource,
             last_drift_save: now,
+            clock_sets,
         }
     }
 
@@ -465,7 +471,7 @@ impl Agent {
             }
             slot.resolved_at = Some(now);
             if let Ok(addr) = slot.name.parse::<SocketAddr>() {
-                literal.push((i, addr)); // no lookup needed: connect now
+                literal.push((i, vec![addr])); // no lookup needed: connect now
                 continue;
             }
             slot.resolving = true;
@@ -481,12 +487,56 @@ impl Agent {
         }
     }
 
-    fn resolved(&mut self, i: usize, r: std::io::Result<SocketAddr>) {
+    /// A slot's name resolved to `r`: attach it to the first address no
+    /// other slot holds. One server in two slots would count twice toward
+    /// the f tolerated faults (an overlapping liar in two slots outvotes
+    /// the honest ones), so a name whose every address is taken stays
+    /// unresolved, and says so.
+    fn resolved(&mut self, i: usize, r: std::io::Result<Vec<SocketAddr>>) {
         let tx = self.tx.clone();
+        let held: Vec<(SocketAddr, String)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, s)| Some((crate::net::canonical(s.address?), s.name.clone())))
+            .collect();
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
         slot.resolving = false;
+        let r = r.and_then(|addrs| {
+            // Keep the current address if it is still among the answers.
+            let free = |a: &SocketAddr| !held.iter().any(|(h, _)| *h == crate::net::canonical(*a));
+            let pick = addrs
+                .iter()
+                .find(|a| Some(**a) == slot.address && free(a))
+                .or_else(|| addrs.iter().find(|a| free(a)))
+                .copied();
+            match pick {
+                Some(a) => Ok(a),
+                None => {
+                    let others: Vec<&str> = held
+                        .iter()
+                        .filter(|(h, _)| addrs.iter().any(|a| crate::net::canonical(*a) == *h))
+                        .map(|(_, n)| n.as_str())
+                        .collect();
+                    let others = others.join(", ");
+                    if slot.duplicate_of.as_deref() != Some(others.as_str()) {
+                        tracing::warn!(
+                            "source {}: every address it resolves to ({addrs:?}) is already used by {others}: not using it (one server in two slots would count twice toward the fault tolerance)",
+                            slot.name
+                        );
+                    }
+                    slot.detach();
+                    slot.duplicate_of = Some(others);
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "duplicate of another source",
+                    ))
+                }
+            }
+        });
         match r.and_then(|addr| slot.attach(addr, i, tx)) {
             Ok(()) => {
                 if slot.failures > 0 {
@@ -494,6 +544,7 @@ impl Agent {
                 }
                 slot.failures = 0;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
             Err(e) => {
                 if slot.failures == 0 {
                     tracing::warn!(
@@ -513,10 +564,14 @@ impl Agent {
         for a in actions {
             match a {
                 Action::Send { source, packet } => {
-                    if let Some(s) = self.slots.get_mut(source) {
-                        if !s.send(&packet) {
-                            self.engine.send_failed(source);
-                        }
+                    let sets = self.clock_sets.as_mut().map(|w| w.poll());
+                    match self
+                        .slots
+                        .get_mut(source)
+                        .and_then(|s| s.send(&packet, sets))
+                    {
+                        Some(stamps) => self.engine.handle_sent(source, stamps),
+                        None => self.engine.send_failed(source),
                     }
                 }
                 Action::WakeAt(t) => wake = Some(t),
@@ -687,19 +742,18 @@ impl Agent {
                     if msg.generation != slot.generation {
                         continue;
                     }
-                    let Some(sent_at) = slot.sent_at else { continue };
-                    // The kernel's stamp is closer to the wire; both are
-                    // upper bounds of the arrival, so the earlier one wins.
-                    let received_at = match (msg.kernel_stamp, slot.sent_pair) {
-                        (Some(k), Some(before)) => map_rx_stamp(k, before, msg.after, sent_at)
-                            .map_or(msg.received_at, |t| t.min(msg.received_at)),
-                        _ => msg.received_at,
+                    let rx = RxStamps {
+                        at: msg.received_at,
+                        kernel: msg.kernel_stamp,
+                        pair: Some(msg.after),
+                        clock_sets: self.clock_sets.as_mut().map(|w| w.poll()),
                     };
-                    match self.engine.handle_reply(msg.slot, &msg.bytes[..msg.len], sent_at, received_at) {
+                    match self.engine.handle_reply(msg.slot, &msg.bytes[..msg.len], &rx) {
                         Ok(actions) => {
                             if let Some(w) = self.perform(actions) {
                                 wake = Some(w);
                             }
+                            self.log_leap_events();
                         }
                         Err(e) => tracing::debug!("source {}: reply refused: {e}", slot.name),
                     }
@@ -711,6 +765,21 @@ impl Agent {
             }
         }
         self.save_drift();
+    }
+
+    fn log_leap_events(&mut self) {
+        for e in self.engine.take_leap_events() {
+            match e {
+                LeapEvent::Scheduled(at) => tracing::warn!(
+                    "a leap second is announced by a quorum of the sources for {} (Unix s): the UTC view widens by a second from then until the sources show whether it happened",
+                    at.0 / crate::core::time::NS_PER_S
+                ),
+                LeapEvent::Completed => tracing::info!("the leap second was applied by the sources"),
+                LeapEvent::Cancelled => {
+                    tracing::warn!("the announced leap second did not happen: cancelled")
+                }
+            }
+        }
     }
 
     /// The status now (for sd_notify STATUS lines).

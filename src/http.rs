@@ -149,33 +149,35 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-/// One strict read of the in-process snapshot, as a waiter sees it: after
-/// an unnoticed suspend the steady clock is behind true time, and an
-/// interval (or a commit timestamp) taken from it would be too early.
-fn observe(s: &Shared) -> Result<Observation, WaitError> {
-    let snap = s
-        .snapshot
-        .read()
-        .map_err(|_| WaitError::Read("state lock poisoned".into()))?;
-    let Ok((t, extra)) = clock::strict_steady(snap.offs_boot_ns) else {
-        return Ok(Observation::without_model(
-            crate::core::model::Status::Disrupted,
-        ));
+/// One strict read of the in-process snapshot, as a waiter sees it, on
+/// timescale `scale`: after an unnoticed suspend the steady clock is behind
+/// true time, and an interval (or a commit timestamp) taken from it would be
+/// too early.
+fn observe(s: &Shared, scale: Scale) -> Result<Observation, WaitError> {
+    let r = s.get().read_now();
+    let status = r.status;
+    let (lo, hi) = match scale {
+        Scale::Utc => (r.earliest_ns, r.latest_ns),
+        Scale::LeapFree => (r.earliest_leapfree_ns, r.latest_leapfree_ns),
     };
-    let status = snap.status_at(t);
-    Ok(match &snap.model {
-        Some(m) => {
-            let iv = m.interval_at(t).interval;
-            let extra = i128::from(extra);
-            Observation {
-                earliest_ns: Some(iv.lo.0 - extra),
-                latest_ns: Some(iv.hi.0 + extra),
-                epsilon_ns: Some(iv.half_width_ceil().0 + extra),
-                status,
-            }
-        }
-        None => Observation::without_model(status),
+    Ok(match (lo, hi, r.epsilon_ns) {
+        (Some(lo), Some(hi), Some(e)) => Observation {
+            earliest_ns: Some(lo.into()),
+            latest_ns: Some(hi.into()),
+            epsilon_ns: Some(e.into()),
+            status,
+        },
+        _ => Observation::without_model(status),
     })
+}
+
+/// Which timescale a wait compares on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    /// UTC (`until=`, as `/v1/now`'s `earliest_ns`).
+    Utc,
+    /// Leap-free (`until_leapfree=`, as commit-wait timestamps).
+    LeapFree,
 }
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -210,7 +212,10 @@ struct WaitParams {
 
 fn wait_params(q: &HashMap<String, String>) -> Result<WaitParams, BadRequest> {
     for k in q.keys() {
-        if !matches!(k.as_str(), "until" | "timeout_ms" | "max_epsilon_ns") {
+        if !matches!(
+            k.as_str(),
+            "until" | "until_leapfree" | "timeout_ms" | "max_epsilon_ns"
+        ) {
             return Err(BadRequest(format!("unknown parameter {k:?}")));
         }
     }
@@ -242,24 +247,41 @@ async fn wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "malformed query string");
     };
-    let until: i64 = match param(&q, "until") {
-        Ok(Some(u)) => u,
-        Ok(None) => return error(StatusCode::BAD_REQUEST, "until: required (Unix ns)"),
-        Err(r) => return r.into_response(),
+    let (scale, until): (Scale, i64) = match (param(&q, "until"), param(&q, "until_leapfree")) {
+        (Ok(Some(u)), Ok(None)) => (Scale::Utc, u),
+        (Ok(None), Ok(Some(u))) => (Scale::LeapFree, u),
+        (Ok(Some(_)), Ok(Some(_))) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give one of until (UTC Unix ns) and until_leapfree (leap-free ns), not both",
+            )
+        }
+        (Ok(None), Ok(None)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "until: required (UTC Unix ns; or until_leapfree for a commit-wait timestamp)",
+            )
+        }
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     if until < 0 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "until: must be non-negative Unix ns",
-        );
+        return error(StatusCode::BAD_REQUEST, "until: must be non-negative ns");
     }
     let p = match wait_params(&q) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    match wait_async(|| observe(&s), until.into(), p.timeout, p.max_epsilon_ns).await {
+    match wait_async(
+        || observe(&s, scale),
+        until.into(),
+        p.timeout,
+        p.max_epsilon_ns,
+    )
+    .await
+    {
         Ok(f) => Json(json!({
             "until_ns": until,
+            "timescale": match scale { Scale::Utc => "utc", Scale::LeapFree => "leapfree" },
             "earliest_ns": f.last.earliest_ns.map(clamp_i64),
             "waited_ns": clamp_i64(f.waited.as_nanos() as i128),
             "status": f.last.status.as_str(),
@@ -273,7 +295,7 @@ async fn commit_wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "malformed query string");
     };
-    if q.contains_key("until") {
+    if q.contains_key("until") || q.contains_key("until_leapfree") {
         return error(
             StatusCode::BAD_REQUEST,
             "until: not accepted here; commit-wait picks its own timestamp",
@@ -283,7 +305,7 @@ async fn commit_wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    match commit_wait_async(|| observe(&s), p.timeout, p.max_epsilon_ns).await {
+    match commit_wait_async(|| observe(&s, Scale::LeapFree), p.timeout, p.max_epsilon_ns).await {
         Ok(c) => Json(c).into_response(),
         Err(e) => timeout_response(e),
     }

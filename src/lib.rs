@@ -33,4 +33,5 @@ pub mod shm;
 pub mod sim;
 #[cfg(feature = "daemon")]
 pub mod snapshot;
+pub mod timescale;
 pub mod wait;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use skewd::client::{Clock, Mode};
+use skewd::client::{Clock, LeapFree, Mode, Utc};
 use skewd::config::{FileConfig, DEFAULT_LISTEN};
 use skewd::daemon::{Agent, RunOptions, Shared};
 use std::io::IsTerminal;
@@ -79,10 +79,15 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
     },
-    /// Return once UNIX_NS is surely in the past.
+    /// Return once UNIX_NS (UTC, or leap-free with --leapfree) is surely in
+    /// the past.
     WaitUntil {
-        /// Unix time in nanoseconds.
+        /// Unix time in nanoseconds (UTC unless --leapfree).
         unix_ns: i64,
+        /// UNIX_NS is on the leap-free timescale (as commit-wait timestamps
+        /// are), not UTC.
+        #[arg(long)]
+        leapfree: bool,
         /// Give up after this long.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
@@ -220,8 +225,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let clock = from.open(if fast { Mode::Fast } else { Mode::Strict })?;
             let t = clock.now()?;
             let out = serde_json::json!({
-                "earliest_ns": t.earliest_ns,
-                "latest_ns": t.latest_ns,
+                "earliest_ns": t.utc.earliest.0,
+                "latest_ns": t.utc.latest.0,
+                "earliest_leapfree_ns": t.leapfree.earliest.0,
+                "latest_leapfree_ns": t.leapfree.latest.0,
                 "epsilon_ns": t.epsilon_ns(),
                 "status": t.status.as_str(),
             });
@@ -229,9 +236,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{out}");
             } else {
                 println!(
-                    "earliest {}  latest {}  epsilon {} ns  status {}",
-                    t.earliest_ns,
-                    t.latest_ns,
+                    "earliest {}  latest {}  epsilon {} ns  status {}  (UTC, Unix ns)",
+                    t.utc.earliest.0,
+                    t.utc.latest.0,
                     t.epsilon_ns(),
                     t.status.as_str()
                 );
@@ -249,11 +256,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::WaitUntil {
             unix_ns,
+            leapfree,
             timeout,
             from,
         } => {
             let clock = from.open(Mode::Strict)?;
-            clock.wait_until(unix_ns, timeout, None)?;
+            if leapfree {
+                clock.wait_until(LeapFree(unix_ns), timeout, None)?;
+            } else {
+                clock.wait_until(Utc(unix_ns), timeout, None)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CommitWait {
@@ -267,8 +279,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&c)?);
             } else {
                 println!(
-                    "timestamp {} is in the past (waited {} ns, epsilon {} ns)",
-                    c.timestamp_ns, c.waited_ns, c.epsilon_ns
+                    "timestamp {} (leap-free ns) is in the past (waited {} ns, epsilon {} ns)",
+                    c.timestamp_leapfree_ns, c.waited_ns, c.epsilon_ns
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -340,6 +352,22 @@ fn print_status(body: &str) -> anyhow::Result<()> {
 
 fn run(mut opts: RunOptions) -> anyhow::Result<()> {
     skewd::daemon::settle_dirs(&mut opts);
+    // The segment first: exactly one agent may publish to it, and a second
+    // one must stop before touching it or anything else.
+    let shm = match opts.shm_path.as_deref() {
+        Some(path) => match skewd::shm::Writer::create(path) {
+            Ok(w) => {
+                tracing::info!("publishing to shared memory at {}", path.display());
+                Some(w)
+            }
+            Err(e @ skewd::shm::WriterError::Held { .. }) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("shared memory disabled: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -362,7 +390,7 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let agent = Agent::new(&opts, shared.clone(), tx);
+        let agent = Agent::new(&opts, shared.clone(), tx, shm);
         let agent_task = tokio::spawn(agent.run(rx, stop_rx.clone()));
         let notify = tokio::spawn(skewd::daemon::notify_loop(shared.clone(), stop_rx.clone()));
         let mut http_stop = stop_rx.clone();

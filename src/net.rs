@@ -1,14 +1,19 @@
-//! The UDP shell: resolves each configured server, keeps one connected
-//! socket per source, sends the core's requests (reading the steady clock
-//! just before `send()`), and forwards every datagram with the steady instant
-//! read just after `recv()`. Validation (nonce, duplicates, spoofing) is the
-//! core's job; a connected socket already drops datagrams from other peers.
+//! The UDP shell: one connected socket per source, sends the core's
+//! requests (reading a REALTIME/steady pair and the steady clock just before
+//! `send()`), and forwards every datagram with the stamps read just after
+//! `recv()` — the kernel's receive stamp too, when enabled. It decides
+//! nothing: which stamp is t4, and whether a datagram answers a request, is
+//! the core's job. A connected socket already drops datagrams from other
+//! peers. No `unsafe` here: socket options and control messages go through
+//! `nix`.
 
 use crate::clock;
-use crate::core::sample::ClockPair;
+use crate::core::sample::{ClockPair, SentStamps};
 use crate::core::time::{RefTime, Steady};
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use std::io::IoSliceMut;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -50,10 +55,6 @@ pub struct Slot {
     task: Option<JoinHandle<()>>,
     /// Current socket generation.
     pub generation: u64,
-    /// Steady instant read just before the last `send()`.
-    pub sent_at: Option<Steady>,
-    /// A REALTIME/steady pair read just before that.
-    pub sent_pair: Option<ClockPair>,
     /// Ask the kernel for receive timestamps (SO_TIMESTAMPNS).
     pub kernel_timestamps: bool,
     /// Steady instant of the last resolution attempt.
@@ -62,6 +63,10 @@ pub struct Slot {
     pub resolving: bool,
     /// Resolution failures in a row (the first is logged as a warning).
     pub failures: u32,
+    /// Every address the name resolved to is already used by these other
+    /// slots: this one stays unresolved (a server in two slots would spend
+    /// two of the f tolerated faults).
+    pub duplicate_of: Option<String>,
 }
 
 impl Drop for Slot {
@@ -72,21 +77,33 @@ impl Drop for Slot {
     }
 }
 
-/// Resolve `name` to one address (IPv4 preferred), with a 5 s cap.
-pub async fn resolve(name: &str) -> std::io::Result<SocketAddr> {
+/// Resolve `name` to its addresses (IPv4 first), with a 5 s cap.
+pub async fn resolve(name: &str) -> std::io::Result<Vec<SocketAddr>> {
     let fut = tokio::net::lookup_host(name.to_owned());
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(std::time::Duration::from_secs(5), fut)
+    let mut addrs: Vec<SocketAddr> = tokio::time::timeout(std::time::Duration::from_secs(5), fut)
         .await
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "name resolution timed out")
         })??
         .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// The address as compared for duplicates: an IPv4-mapped IPv6 address is
+/// the IPv4 one.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    let ip = match a.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    SocketAddr::new(ip, a.port())
 }
 
 impl Slot {
@@ -94,17 +111,16 @@ impl Slot {
     pub fn new(name: String, kernel_timestamps: bool) -> Slot {
         Slot {
             name,
-            sent_pair: None,
             kernel_timestamps,
             address: None,
             socket: None,
             send_socket: None,
             task: None,
             generation: 0,
-            sent_at: None,
             resolved_at: None,
             resolving: false,
             failures: 0,
+            duplicate_of: None,
         }
     }
 
@@ -130,9 +146,9 @@ impl Slot {
         std_sock.connect(addr)?;
         std_sock.set_nonblocking(true)?;
         let send_sock = std_sock.try_clone()?;
-        let sock = UdpSocket::from_std(std_sock)?;
-        let stamps = self.kernel_timestamps && enable_rx_timestamps(&sock).is_ok();
-        let sock = Arc::new(sock);
+        let stamps = self.kernel_timestamps
+            && setsockopt(&std_sock, sockopt::ReceiveTimestampns, &true).is_ok();
+        let sock = Arc::new(UdpSocket::from_std(std_sock)?);
         if let Some(t) = self.task.take() {
             t.abort();
         }
@@ -143,9 +159,8 @@ impl Slot {
             let mut buf = [0u8; 128];
             loop {
                 let got = if stamps {
-                    let fd = rx_sock.as_raw_fd();
                     rx_sock
-                        .async_io(Interest::READABLE, || recv_with_stamp(fd, &mut buf))
+                        .async_io(Interest::READABLE, || recv_with_stamp(&rx_sock, &mut buf))
                         .await
                 } else {
                     rx_sock.recv(&mut buf).await.map(|n| (n, None))
@@ -180,86 +195,66 @@ impl Slot {
         self.socket = Some(sock);
         self.send_socket = Some(send_sock);
         self.address = Some(addr);
+        self.duplicate_of = None;
         Ok(())
     }
 
-    /// Send a request now. Returns false when the slot has no socket.
-    pub fn send(&mut self, packet: &[u8]) -> bool {
-        let Some(sock) = &self.send_socket else {
-            return false;
-        };
-        let p = clock::paired_realtime();
-        let t1 = clock::raw();
-        match sock.send(packet) {
-            Ok(_) => {
-                self.sent_at = Some(t1);
-                self.sent_pair = Some(ClockPair {
-                    steady: p.steady,
-                    realtime: p.realtime,
-                    span: p.span,
-                });
-                true
-            }
-            Err(_) => false,
+    /// Forget the address and socket (its address went to another slot).
+    pub fn detach(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
         }
+        self.socket = None;
+        self.send_socket = None;
+        self.address = None;
+        self.generation += 1;
     }
-}
 
-/// Ask the kernel to stamp received datagrams with REALTIME (SO_TIMESTAMPNS).
-fn enable_rx_timestamps(sock: &UdpSocket) -> std::io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket fd, a pointer to a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+    /// Send a request now, reading a REALTIME/steady pair (for the kernel
+    /// stamp's mapping) and then the steady instant t1 just before
+    /// `send()`. `clock_sets` is the clock-set watcher's count, read before
+    /// the pair. `None` when the slot has no socket or the send failed.
+    pub fn send(&mut self, packet: &[u8], clock_sets: Option<u64>) -> Option<SentStamps> {
+        let sock = self.send_socket.as_ref()?;
+        let pair = self.kernel_timestamps.then(|| {
+            let p = clock::paired_realtime();
+            ClockPair {
+                steady: p.steady,
+                realtime: p.realtime,
+                span: p.span,
+            }
+        });
+        let t1 = clock::raw();
+        sock.send(packet).ok()?;
+        Some(SentStamps {
+            at: t1,
+            pair,
+            clock_sets,
+        })
     }
 }
 
 /// One non-blocking `recvmsg`, returning the datagram length and the
 /// kernel's SCM_TIMESTAMPNS stamp if present.
-fn recv_with_stamp(fd: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Option<RefTime>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u64; 16]; // 128 bytes, 8-aligned: room for a timespec cmsg
-                                  // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: fd is a valid socket; msg points at live buffers of the sizes given.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+fn recv_with_stamp(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<RefTime>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(std::io::Error::from)?;
     let mut stamp = None;
-    // SAFETY: msg was filled by recvmsg; CMSG_* walk only within msg_controllen.
-    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !c.is_null() {
-        // SAFETY: c is a valid cmsghdr inside the control buffer.
-        let h = unsafe { &*c };
-        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
-            // SAFETY: the kernel wrote a timespec as this cmsg's data; it may
-            // be unaligned, so read it unaligned.
-            let ts: libc::timespec = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
-            stamp = Some(RefTime(
-                ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128,
-            ));
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                stamp = Some(RefTime(
+                    ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128,
+                ));
+            }
         }
-        // SAFETY: as above.
-        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
-    Ok((n as usize, stamp))
+    Ok((msg.bytes, stamp))
 }

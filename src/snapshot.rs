@@ -5,8 +5,7 @@
 use crate::clock::KernelStatus;
 use crate::core::engine::SourceReport;
 use crate::core::model::{Model, Status};
-use crate::core::time::clamp_i64;
-use crate::core::time::{Interval, Steady};
+use crate::core::time::{Nanos, Steady};
 use serde::Serialize;
 
 /// One source as shown to operators.
@@ -70,47 +69,83 @@ impl Default for Snapshot {
     }
 }
 
-/// An interval read at one instant, in the JSON shape of `/v1/now`.
+/// An interval read at one instant, in the JSON shape of `/v1/now`. The
+/// plain `_ns` bounds are UTC (Unix ns); the `_leapfree_ns` ones are on the
+/// leap-free timescale commit-wait uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct NowReading {
-    /// Reference time is surely not before this (Unix ns); null without a model.
+    /// UTC is surely not before this (Unix ns); null without a model.
     pub earliest_ns: Option<i64>,
-    /// Reference time is surely not after this (Unix ns); null without a model.
+    /// UTC is surely not after this (Unix ns); null without a model.
     pub latest_ns: Option<i64>,
+    /// The same lower bound on the leap-free timescale.
+    pub earliest_leapfree_ns: Option<i64>,
+    /// The same upper bound on the leap-free timescale.
+    pub latest_leapfree_ns: Option<i64>,
     /// Half the width, rounded up.
     pub epsilon_ns: Option<i64>,
     /// What the interval is good for.
-    pub status: &'static str,
+    pub status: Status,
     /// The local CLOCK_MONOTONIC_RAW instant it was computed for.
     pub steady_ns: i64,
+    /// Why the bounds are null although there is a model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
 }
 
 impl NowReading {
-    /// The reading of `model` at `now` (or an empty one with `status`).
-    pub fn of(model: Option<&Model>, status_without_model: Status, now: Steady) -> NowReading {
-        match model {
-            Some(m) => {
-                let r = m.utc_at(now);
-                NowReading::from_interval(r.interval, r.status, now)
-            }
-            None => NowReading {
-                earliest_ns: None,
-                latest_ns: None,
-                epsilon_ns: None,
-                status: status_without_model.as_str(),
-                steady_ns: now.0,
-            },
+    /// No interval, with `status`.
+    pub fn empty(status: Status, now: Steady) -> NowReading {
+        NowReading {
+            earliest_ns: None,
+            latest_ns: None,
+            earliest_leapfree_ns: None,
+            latest_leapfree_ns: None,
+            epsilon_ns: None,
+            status,
+            steady_ns: now.0,
+            error: None,
         }
     }
 
-    /// From an interval and a status.
-    pub fn from_interval(iv: Interval, status: Status, now: Steady) -> NowReading {
-        NowReading {
-            earliest_ns: Some(clamp_i64(iv.lo.0)),
-            latest_ns: Some(clamp_i64(iv.hi.0)),
-            epsilon_ns: Some(clamp_i64(iv.half_width_ceil().0)),
-            status: status.as_str(),
-            steady_ns: now.0,
+    /// The reading of `model` at `now`, widened by `extra` ns on each side
+    /// (or an empty one with `status`). Bounds that do not fit 64-bit Unix
+    /// ns are null, never clamped (clamping would narrow the interval).
+    pub fn of(
+        model: Option<&Model>,
+        status_without_model: Status,
+        now: Steady,
+        extra: i64,
+    ) -> NowReading {
+        let Some(m) = model else {
+            return NowReading::empty(status_without_model, now);
+        };
+        let r = m.interval_at(now);
+        let e = Nanos(extra.into());
+        let lf = r.interval.widen(e, e);
+        let utc = m.utc.to_utc(lf);
+        let fit = |v: i128| i64::try_from(v).ok();
+        match (
+            fit(utc.lo.0),
+            fit(utc.hi.0),
+            fit(lf.lo.0),
+            fit(lf.hi.0),
+            fit(lf.half_width_ceil().0),
+        ) {
+            (Some(a), Some(b), Some(c), Some(d), Some(eps)) => NowReading {
+                earliest_ns: Some(a),
+                latest_ns: Some(b),
+                earliest_leapfree_ns: Some(c),
+                latest_leapfree_ns: Some(d),
+                epsilon_ns: Some(eps),
+                status: r.status,
+                steady_ns: now.0,
+                error: None,
+            },
+            _ => NowReading {
+                error: Some("the interval does not fit 64-bit Unix nanoseconds"),
+                ..NowReading::empty(r.status, now)
+            },
         }
     }
 }
@@ -123,27 +158,15 @@ impl Snapshot {
     pub fn read_now(&self) -> NowReading {
         match crate::clock::strict_steady(self.offs_boot_ns) {
             Ok((now, extra)) => {
-                let mut r = self.read(now);
-                if let (Some(lo), Some(hi), Some(e)) = (r.earliest_ns, r.latest_ns, r.epsilon_ns) {
-                    r.earliest_ns = Some(lo.saturating_sub(extra));
-                    r.latest_ns = Some(hi.saturating_add(extra));
-                    r.epsilon_ns = Some(e.saturating_add(extra));
-                }
-                r
+                NowReading::of(self.model.as_ref(), self.status_without_model, now, extra)
             }
-            Err(_) => NowReading {
-                earliest_ns: None,
-                latest_ns: None,
-                epsilon_ns: None,
-                status: Status::Disrupted.as_str(),
-                steady_ns: crate::clock::raw().0,
-            },
+            Err(_) => NowReading::empty(Status::Disrupted, crate::clock::raw()),
         }
     }
 
     /// The interval at steady instant `now`.
     pub fn read(&self, now: Steady) -> NowReading {
-        NowReading::of(self.model.as_ref(), self.status_without_model, now)
+        NowReading::of(self.model.as_ref(), self.status_without_model, now, 0)
     }
 
     /// The status at `now`.

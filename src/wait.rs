@@ -14,7 +14,9 @@ use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// One read of the interval, as a waiter needs it (leap-free Unix ns).
+/// One read of the interval, as a waiter needs it, on the timescale the
+/// wait is for (the caller's read function picks it: commit-wait always
+/// uses the leap-free one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
     /// Earliest reference time, if there is a model.
@@ -136,8 +138,10 @@ pub fn next_step(
 /// Result of a successful commit-wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CommitWait {
-    /// The chosen timestamp `s` (the latest bound when it was chosen).
-    pub timestamp_ns: i64,
+    /// The chosen timestamp `s` (the latest bound when it was chosen), on
+    /// the leap-free timescale (UTC plus the leap seconds since 2017-01-01:
+    /// it never repeats, so commit timestamps stay ordered across a leap).
+    pub timestamp_leapfree_ns: i64,
     /// How long the wait took on the steady clock.
     pub waited_ns: i64,
     /// The error bound when `s` was chosen.
@@ -162,7 +166,7 @@ impl Finished {
     /// As a commit-wait result.
     pub fn commit_wait(&self) -> CommitWait {
         CommitWait {
-            timestamp_ns: clamp_i64(self.until_ns),
+            timestamp_leapfree_ns: clamp_i64(self.until_ns),
             waited_ns: clamp_i64(self.waited.as_nanos() as i128),
             epsilon_ns: clamp_i64(self.epsilon_ns),
         }
@@ -368,7 +372,7 @@ mod tests {
         let c = commit_wait_blocking(scripted(), Duration::from_secs(5), None).unwrap();
         // read 4 is the first usable one: truth 4 ms, latest 6 ms; earliest
         // first exceeds 6 ms at read 9 (truth 9 ms, earliest 7 ms).
-        assert_eq!(c.timestamp_ns, 6_000_000);
+        assert_eq!(c.timestamp_leapfree_ns, 6_000_000);
         assert_eq!(c.epsilon_ns, 2_000_000);
         let f = complete(run(
             scripted(),
@@ -414,6 +418,6 @@ mod tests {
         let c = rt
             .block_on(commit_wait_async(scripted(), Duration::from_secs(5), None))
             .unwrap();
-        assert_eq!(c.timestamp_ns, 6_000_000);
+        assert_eq!(c.timestamp_leapfree_ns, 6_000_000);
     }
 }

@@ -212,7 +212,7 @@ fn leap_second_is_applied_by_the_quorum_only() {
         "the insertion announced by 4 of 5 is pending"
     );
     assert_eq!(
-        m.leap.map(|l| l.1),
+        m.leap.map(|l| l.delta),
         Some(Nanos(NS_PER_S)),
         "an insertion, not the lone deletion"
     );
@@ -255,6 +255,86 @@ fn leap_free_timescale_starts_where_the_list_says() {
     assert_eq!(gap(&w), Nanos(NS_PER_S));
     w.run_until(FAULT_AT + 120 * NS_PER_S as i64);
     assert_eq!(gap(&w), Nanos(2 * NS_PER_S));
+}
+
+/// A leap announced a day and more before the month end (real servers
+/// announce days or weeks ahead), and a leap a majority announces that
+/// never happens: every UTC and leap-free interval holds (a review found
+/// the day-end schedule shifting UTC by -1 s for a day, and the bogus leap
+/// leaving UTC a second off until restart).
+#[test]
+fn early_and_bogus_leap_announcements_keep_utc_right() {
+    use skewd::core::time::NS_PER_S;
+    use skewd::sim::world::World;
+    for name in ["leap_announced_early", "leap_never_happens"] {
+        let r = run(name);
+        assert_sound(&r);
+        assert_eq!(
+            r.checks_by_status[Status::Synchronized as usize],
+            r.intervals
+        );
+    }
+    // The bogus one is cancelled: the UTC view is exact again afterwards.
+    let sc = all(3.0)
+        .into_iter()
+        .find(|s| s.name == "leap_never_happens")
+        .unwrap();
+    let mut w = World::new(&sc, 11);
+    w.run_until(FAULT_AT - 60 * NS_PER_S as i64);
+    assert!(w.engine().leap_state().pending());
+    w.run_until(FAULT_AT + 600 * NS_PER_S as i64);
+    assert!(!w.engine().leap_state().pending());
+    assert_eq!(w.engine().leap_state().cancelled(), 1);
+    let m = *w.engine().model().unwrap();
+    assert_eq!(
+        m.utc_at(m.anchor).interval,
+        m.interval_at(m.anchor).interval
+    );
+}
+
+/// Up to f sources under a Byzantine strategy that picks every field of
+/// every reply (eras, reference times, root distances, leap bits, stale
+/// and duplicate answers, silence): never a wrong interval.
+#[test]
+fn byzantine_sources_never_break_the_interval() {
+    for name in [
+        "byzantine_random",
+        "byzantine_era_walk_forward",
+        "byzantine_era_walk_back",
+        "byzantine_half_era",
+        "byzantine_stale",
+        "byzantine_overlap",
+        "byzantine_leap",
+        "byzantine_mixed",
+    ] {
+        let r = run(name);
+        assert_sound(&r);
+        assert!(
+            r.checks_by_status[Status::Synchronized as usize] > r.intervals * 9 / 10,
+            "{name}: {:?}",
+            r.checks_by_status
+        );
+    }
+}
+
+/// The system clock stepped every few seconds while kernel receive stamps
+/// are in use, with and without a watcher of clock sets: the core never
+/// maps a stamp across a step to before the reply's arrival.
+#[test]
+fn kernel_stamps_survive_a_storm_of_clock_steps() {
+    for name in [
+        "kernel_stamps_step_storm",
+        "kernel_stamps_step_storm_unwatched",
+    ] {
+        let r = run(name);
+        assert_sound(&r);
+        assert!(r.steps_injected > 1000, "{name}: {}", r.steps_injected);
+    }
+    let watched = run("kernel_stamps_step_storm");
+    assert!(
+        watched.kernel_stamp_fallbacks > 0,
+        "the watcher saw no set during an exchange"
+    );
 }
 
 /// Why Phi_s ageing is the default: declaring ntpd-style servers (which send

@@ -142,7 +142,7 @@ fn soak_against_chronyd() {
         match t {
             Ok(t) => {
                 n += 1;
-                if (t.earliest_ns as i128) > a || (t.latest_ns as i128) < b {
+                if (t.utc.earliest.0 as i128) > a || (t.utc.latest.0 as i128) < b {
                     bad += 1;
                     eprintln!("MISS: {t:?} vs [{b}, {a}]");
                 }

@@ -194,6 +194,26 @@ impl Estimator {
         }
     }
 
+    /// Move every internal instant held by `by` (the leap-free origin was
+    /// fixed after they were computed on a provisional one).
+    pub fn shift(&mut self, by: Nanos) {
+        let mv = |iv: &mut Interval| {
+            *iv = Interval {
+                lo: iv.lo + by,
+                hi: iv.hi + by,
+            }
+        };
+        if let Some(m) = &mut self.model {
+            mv(&mut m.bound);
+        }
+        for a in &mut self.anchors {
+            mv(&mut a.1);
+        }
+        for f in &mut self.fresh {
+            mv(&mut f.bound);
+        }
+    }
+
     /// Bound violations counted so far.
     pub fn violations(&self) -> u64 {
         self.violations
@@ -345,9 +365,17 @@ impl Estimator {
             Err(NoBound::NoAgreement) => {
                 self.fault(now, Fault::NoAgreement);
                 round.fault = Some(Fault::NoAgreement);
+                let tt = self.timetable;
                 if let Some(m) = &mut self.model {
                     m.ageing = Ageing::hardware(m.ageing.rate, m.ageing.wander, m.ageing.phi_hw);
                     m.status = Status::Disrupted;
+                    // The timetable was computed under the narrower ageing:
+                    // recompute it (never later than it was).
+                    let holdover = Nanos(m.void_after.since(m.anchor).0.max(0));
+                    m.void_after = m
+                        .void_after
+                        .min(m.widens_past(tt.max_half_width, holdover.min(tt.holdover)));
+                    m.sync_until = m.sync_until.min(m.void_after);
                     round.published = Some(*m);
                 }
                 return round;

@@ -39,6 +39,17 @@ impl Filter {
         self.samples.retain(|s| s.at >= t);
     }
 
+    /// Move every sample's bound by `by` (the timescale's origin was fixed
+    /// after they were taken).
+    pub fn shift(&mut self, by: Nanos) {
+        for s in &mut self.samples {
+            s.bound = Interval {
+                lo: s.bound.lo + by,
+                hi: s.bound.hi + by,
+            };
+        }
+    }
+
     /// The newest sample, if any.
     pub fn latest(&self) -> Option<&Sample> {
         self.samples.back()

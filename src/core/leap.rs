@@ -1,100 +1,311 @@
-//! Leap seconds: skewd's internal timescale is leap-free — UTC plus the leap
-//! seconds since 2017-01-01 (TAI − 37 s), taken at start from the host's
-//! leap-second list and moved by each leap the sources announce — so
-//! intervals, rates and commit-wait never see a second repeat, and hosts
-//! (and restarts) agree on it. Until the next leap second it equals UTC.
-//! This module maps each source's UTC onto it.
+//! Leap seconds. skewd's internal timescale is *leap-free*: UTC plus the leap
+//! seconds since 2017-01-01 (TAI − 37 s), so intervals, rates and
+//! commit-wait never see a second repeat, and every host (and every restart)
+//! agrees on it. This module maps each source's UTC onto it and publishes
+//! how the internal timescale maps back to UTC.
 //!
-//! - A leap is *pending* once at least `k - f` of the `k` valid sources (the
-//!   fault-tolerant quorum) announce the same leap; a lone falseticker's leap
-//!   bit therefore never counts. It happens at the end of the current UTC day.
-//! - Near and after the leap instant, a source that has not been seen to
-//!   apply it is ambiguous: its interval is the hull of "applied" and "not
-//!   applied". It is resolved as applied once only that reading meets the
-//!   model, and as not applied while only the other does.
-//! - When every valid, non-falseticker source has applied it, the UTC offset
-//!   moves by the leap and the leap is complete.
-//! - The UTC view of an internal interval ([`crate::core::model::Model::utc_at`])
-//!   is exact away from the leap and the hull of both readings across it.
+//! - **Origin.** The offset (internal − UTC) comes from the host's leap
+//!   table ([`LeapTable`], from tzdata's `leap-seconds.list`), looked up at
+//!   the UTC of the first published model — the sources' agreed time, never
+//!   the system clock (an RTC reset to 2000 would otherwise move the scale
+//!   by 5 s for the agent's whole life). A table that contradicts the known
+//!   origin (TAI − UTC = 37 s on 2017-01-01, steps of one second at month
+//!   starts) is refused when parsed.
+//! - **Announcement.** A leap is *pending* once at least `max(k − f, f + 1)`
+//!   of the valid, non-falseticker sources announce the same leap (a lone
+//!   falseticker's bit never counts). It happens at the end of the current
+//!   UTC *month* (RFC 5905: the bit announces the last minute of the month;
+//!   real servers set it days or weeks ahead).
+//! - **Until resolved, both.** From the leap instant on, a source that has
+//!   not been seen to apply it is ambiguous: its interval is the hull of
+//!   "applied" and "not applied". It is resolved as applied once only that
+//!   reading meets the model, and as not applied while only the other does.
+//!   The UTC view of the model is likewise the hull of both readings from
+//!   the leap instant until the leap is complete — never a shift that
+//!   assumes it happened.
+//! - **Complete or cancel, f-tolerantly.** Up to f sources may lie about
+//!   anything, leap handling included, and honest ones agree on whether the
+//!   leap happened (some apply it late, within [`LATE_ALLOWANCE`]). Once
+//!   f + 1 sources are seen to have applied it, at least one honest one has:
+//!   the offset moves by the leap and the UTC view shifts. Once f + 1 are
+//!   seen more than [`LATE_ALLOWANCE`] past the instant without having
+//!   applied it, at least one honest one never will: the leap is cancelled
+//!   and the UTC view stops widening. A leap whose announcement vanishes
+//!   before its instant is cancelled too. Until one of these, the hull.
 
 use super::packet::Leap;
-use super::time::{Interval, Nanos, RefTime, NS_PER_S};
+use super::time::{end_of_month, Interval, Nanos, RefTime, NS_PER_S};
 
-const DAY: i128 = 86_400 * NS_PER_S;
+/// TAI − UTC at the leap-free timescale's origin, 2017-01-01 (s).
+pub const TAI_UTC_ORIGIN_S: i64 = 37;
+/// Unix seconds of 2017-01-01T00:00Z, the origin.
+pub const ORIGIN_UNIX_S: i64 = 1_483_228_800;
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_TO_UNIX_S: i64 = 2_208_988_800;
+/// How late an honest server may apply a leap (chrony's slew mode takes
+/// ~12 s; a server's own poll can delay it): a source still reading "not
+/// applied" this long after the instant counts against the leap.
+pub const LATE_ALLOWANCE: Nanos = Nanos(120 * NS_PER_S);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pending {
-    /// The leap instant on the UTC timescale (end of a UTC day).
-    at_utc: RefTime,
-    /// +1 s for an insertion, -1 s for a deletion.
-    delta: Nanos,
-    /// Per source: seen to have applied it.
-    applied: Vec<bool>,
+/// The host's list of leap seconds: TAI − UTC from each instant on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeapTable {
+    /// `(unix_s, tai_minus_utc_s)`, strictly increasing in time.
+    entries: Vec<(i64, i64)>,
+    /// When the list stops vouching that no further leap happened (Unix s).
+    pub expires_unix_s: Option<i64>,
 }
 
-/// The leap state of the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeapState {
-    /// Internal minus UTC for sources that have not applied the pending leap.
-    offset: Nanos,
-    pending: Option<Pending>,
-    /// The last completed leap: instant (internal), size, offset before it.
-    /// Kept in the UTC view so that an interval still straddling it maps right.
-    completed: Option<(RefTime, Nanos, Nanos)>,
-    sources: usize,
+impl LeapTable {
+    /// Parse a `leap-seconds.list` (IERS / NIST / tzdata format) and check
+    /// it against what is known for sure: entries on the first of a month
+    /// at 00:00 UTC, strictly increasing, each changing TAI − UTC by exactly
+    /// one second, and TAI − UTC = 37 s in force on 2017-01-01.
+    pub fn parse(text: &str) -> Result<LeapTable, String> {
+        let mut entries: Vec<(i64, i64)> = Vec::new();
+        let mut expires = None;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            let at = |what: &str| format!("line {}: {what}", n + 1);
+            if let Some(rest) = line.strip_prefix("#@") {
+                let ntp: i64 = rest
+                    .trim()
+                    .parse()
+                    .map_err(|_| at(&format!("bad expiry {rest:?}")))?;
+                expires = Some(ntp - NTP_TO_UNIX_S);
+                continue;
+            }
+            let data = line.split('#').next().unwrap_or("").trim();
+            if data.is_empty() {
+                continue;
+            }
+            let mut f = data.split_whitespace();
+            let (Some(start), Some(offset), None) = (f.next(), f.next(), f.next()) else {
+                return Err(at("expected `NTP-seconds TAI-UTC`"));
+            };
+            let (Ok(start), Ok(offset)) = (start.parse::<i64>(), offset.parse::<i64>()) else {
+                return Err(at("not two integers"));
+            };
+            let unix = start
+                .checked_sub(NTP_TO_UNIX_S)
+                .ok_or_else(|| at("time out of range"))?;
+            if unix.rem_euclid(86_400) != 0 || {
+                let (_, _, d) = super::time::civil_from_days(unix.div_euclid(86_400));
+                d != 1
+            } {
+                return Err(at(
+                    "a leap takes effect only at 00:00 UTC on the first of a month",
+                ));
+            }
+            if let Some(&(prev_t, prev_o)) = entries.last() {
+                if unix <= prev_t {
+                    return Err(at("out of order"));
+                }
+                if (offset - prev_o).abs() != 1 {
+                    return Err(at("TAI - UTC changes by one second per leap"));
+                }
+            } else if !(0..=100).contains(&offset) {
+                return Err(at("first TAI - UTC out of range"));
+            }
+            entries.push((unix, offset));
+        }
+        let t = LeapTable {
+            entries,
+            expires_unix_s: expires,
+        };
+        match t.tai_utc_at(ORIGIN_UNIX_S) {
+            Some(TAI_UTC_ORIGIN_S) => Ok(t),
+            Some(other) => Err(format!(
+                "says TAI - UTC = {other} s on 2017-01-01, where it is {TAI_UTC_ORIGIN_S} s: not a list to trust"
+            )),
+            None => Err("has no entry in force on 2017-01-01 (too old a list)".into()),
+        }
+    }
+
+    /// TAI − UTC (s) in force at `unix_s`, if the table covers it.
+    pub fn tai_utc_at(&self, unix_s: i64) -> Option<i64> {
+        self.entries
+            .iter()
+            .take_while(|(t, _)| *t <= unix_s)
+            .last()
+            .map(|e| e.1)
+    }
+
+    /// Leap-free minus UTC at UTC instant `utc`: the leap seconds since the
+    /// origin (0 without a table, or before its first entry: right until the
+    /// next leap second, and none has been announced since 2017).
+    pub fn leapfree_offset_at(&self, utc: RefTime) -> Nanos {
+        let s = super::time::clamp_i64(utc.0.div_euclid(NS_PER_S));
+        self.tai_utc_at(s).map_or(Nanos(0), |o| {
+            Nanos::from_secs((o - TAI_UTC_ORIGIN_S).into())
+        })
+    }
+
+    /// Whether the list has expired at `unix_s` (a leap after its expiry
+    /// would be missing from it).
+    pub fn expired(&self, unix_s: i64) -> bool {
+        self.expires_unix_s.is_some_and(|e| unix_s > e)
+    }
+}
+
+/// Where the UTC view stands with respect to the published leap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeapPhase {
+    /// Announced and not yet resolved: from the instant on, UTC is the hull
+    /// of "applied" and "not applied".
+    Pending,
+    /// Applied by every valid source: UTC after the instant is shifted.
+    Done,
+}
+
+/// A leap as the UTC view needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeapMark {
+    /// The leap instant on the internal (leap-free) timescale.
+    pub at: RefTime,
+    /// +1 s for an insertion, −1 s for a deletion.
+    pub delta: Nanos,
+    /// Pending or done.
+    pub phase: LeapPhase,
 }
 
 /// What a model needs to publish its UTC view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct UtcMapping {
-    /// Internal minus UTC before the pending leap (if any).
+    /// Internal minus UTC before the leap (if any).
     pub offset: Nanos,
-    /// The pending leap: its instant on the internal timescale and its size.
-    pub leap: Option<(RefTime, Nanos)>,
+    /// The pending or last completed leap.
+    pub leap: Option<LeapMark>,
+}
+
+fn hull(a: Interval, b: Interval) -> Interval {
+    Interval {
+        lo: a.lo.min(b.lo),
+        hi: a.hi.max(b.hi),
+    }
 }
 
 impl UtcMapping {
-    /// The UTC view of an internal interval.
+    /// The UTC view of an internal interval: exact away from a leap; across
+    /// a completed leap, the hull of the UTC readings on either side; from a
+    /// pending leap's instant on, the hull of "applied" and "not applied".
     pub fn to_utc(&self, iv: Interval) -> Interval {
         let base = Interval {
             lo: iv.lo - self.offset,
             hi: iv.hi - self.offset,
         };
-        let Some((at, d)) = self.leap else {
+        let Some(m) = self.leap else {
             return base;
         };
-        if iv.hi < at {
-            base
-        } else if iv.lo >= at {
-            Interval {
-                lo: base.lo - d,
-                hi: base.hi - d,
-            }
+        if iv.hi < m.at {
+            return base;
+        }
+        // Applied: the part of iv from the instant on reads `delta` lower.
+        let after_lo = iv.lo.max(m.at) - self.offset - m.delta;
+        let after = Interval {
+            lo: after_lo,
+            hi: base.hi - m.delta,
+        };
+        let done = if iv.lo >= m.at {
+            after
         } else {
-            // Straddles the leap: UTC runs [lo, at) then [at - d, hi - d].
-            let at_utc = at - self.offset;
-            Interval {
-                lo: base.lo.min(at_utc - d),
-                hi: (base.hi - d).max(at_utc),
-            }
+            // Straddles: UTC runs [lo, at) then [at - delta, hi - delta].
+            let before = Interval {
+                lo: base.lo,
+                hi: m.at - self.offset,
+            };
+            hull(before, after)
+        };
+        match m.phase {
+            LeapPhase::Done => done,
+            LeapPhase::Pending => hull(base, done),
         }
     }
 }
 
-impl LeapState {
-    /// No leap known, for `sources` sources.
-    pub fn new(sources: usize) -> LeapState {
-        LeapState::with_offset(sources, Nanos(0))
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pending {
+    /// The leap instant on the UTC timescale (end of a UTC month).
+    at_utc: RefTime,
+    /// +1 s for an insertion, -1 s for a deletion.
+    delta: Nanos,
+    /// Per source: `Some(true)` seen to have applied it, `Some(false)` seen
+    /// [`LATE_ALLOWANCE`] past the instant without having applied it, `None`
+    /// not resolved (the latest evidence counts: a late server flips).
+    resolved: Vec<Option<bool>>,
+}
 
-    /// No leap pending; the internal timescale is UTC + `offset`.
-    pub fn with_offset(sources: usize, offset: Nanos) -> LeapState {
+/// The leap state of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeapState {
+    table: LeapTable,
+    /// Internal minus UTC for sources that have not applied the pending leap.
+    offset: Nanos,
+    /// Whether `offset` was fixed from a model's UTC (see [`Self::fix_origin`]).
+    origin_fixed: bool,
+    pending: Option<Pending>,
+    /// The last completed leap, kept in the UTC view so that an interval
+    /// still straddling it maps right: instant (internal), size, offset
+    /// before it.
+    completed: Option<(RefTime, Nanos, Nanos)>,
+    /// Leaps cancelled (announced by a quorum, then not applied).
+    cancelled: u64,
+    sources: usize,
+}
+
+/// What changed in one [`LeapState::observe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeapEvent {
+    /// A quorum announced a leap, scheduled at this UTC instant.
+    Scheduled(RefTime),
+    /// Every valid source applied it.
+    Completed,
+    /// It will not happen (announcement withdrawn, or not applied).
+    Cancelled,
+}
+
+impl LeapState {
+    /// No leap known, for `sources` sources, with the host's leap table.
+    pub fn new(sources: usize, table: LeapTable) -> LeapState {
         LeapState {
-            offset,
+            table,
+            offset: Nanos(0),
+            origin_fixed: false,
             pending: None,
             completed: None,
+            cancelled: 0,
             sources,
         }
+    }
+
+    /// The leap table in use.
+    pub fn table(&self) -> &LeapTable {
+        &self.table
+    }
+
+    /// Internal minus UTC now (before any pending leap).
+    pub fn offset(&self) -> Nanos {
+        self.offset
+    }
+
+    /// Leaps cancelled so far.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled
+    }
+
+    /// Fix the timescale's origin from the UTC of the first model: the
+    /// offset the table gives there. Returns how far every internal instant
+    /// already computed must move (zero when it was right, or once fixed).
+    #[must_use]
+    pub fn fix_origin(&mut self, model_utc: RefTime) -> Nanos {
+        if self.origin_fixed {
+            return Nanos(0);
+        }
+        self.origin_fixed = true;
+        let want = self.table.leapfree_offset_at(model_utc);
+        let shift = want - self.offset;
+        self.offset = want;
+        shift
     }
 
     /// The mapping to publish.
@@ -102,11 +313,19 @@ impl LeapState {
         match (&self.pending, self.completed) {
             (Some(p), _) => UtcMapping {
                 offset: self.offset,
-                leap: Some((p.at_utc + self.offset, p.delta)),
+                leap: Some(LeapMark {
+                    at: p.at_utc + self.offset,
+                    delta: p.delta,
+                    phase: LeapPhase::Pending,
+                }),
             },
             (None, Some((at, delta, before))) => UtcMapping {
                 offset: before,
-                leap: Some((at, delta)),
+                leap: Some(LeapMark {
+                    at,
+                    delta,
+                    phase: LeapPhase::Done,
+                }),
             },
             (None, None) => UtcMapping {
                 offset: self.offset,
@@ -120,6 +339,11 @@ impl LeapState {
         self.pending.is_some()
     }
 
+    /// The pending leap's UTC instant, if any.
+    pub fn pending_at(&self) -> Option<RefTime> {
+        self.pending.as_ref().map(|p| p.at_utc)
+    }
+
     /// Map source `src`'s UTC bound to the internal timescale. `model` is the
     /// published model's (internal) interval at the same instant, if any.
     pub fn to_internal(&mut self, src: usize, utc: Interval, model: Option<Interval>) -> Interval {
@@ -127,6 +351,7 @@ impl LeapState {
             lo: utc.lo + self.offset,
             hi: utc.hi + self.offset,
         };
+        let offset = self.offset;
         let Some(p) = &mut self.pending else {
             return not_applied;
         };
@@ -134,36 +359,49 @@ impl LeapState {
             lo: not_applied.lo + p.delta,
             hi: not_applied.hi + p.delta,
         };
-        if p.applied.get(src).copied().unwrap_or(false) {
-            return applied;
-        }
         // Surely before the leap: the source's UTC has not reached the last
-        // second of the day.
+        // second before the instant (after an inserted leap it reads at
+        // least that; after a deleted one, later).
         if utc.hi < p.at_utc - Nanos(NS_PER_S) {
             return not_applied;
         }
+        let at_internal = p.at_utc + offset;
+        let slot = p.resolved.get_mut(src);
         if let Some(m) = model {
             let (a, n) = (!applied.disjoint(&m), !not_applied.disjoint(&m));
             if a && !n {
-                if let Some(x) = p.applied.get_mut(src) {
-                    *x = true;
+                if let Some(x) = slot {
+                    *x = Some(true);
                 }
                 return applied;
             }
             if n && !a {
+                // Past the instant and the allowance on the model's own
+                // timescale, still reading as before it: not applied.
+                if m.lo > at_internal + LATE_ALLOWANCE {
+                    if let Some(x) = slot {
+                        *x = Some(false);
+                    }
+                }
                 return not_applied;
             }
         }
-        Interval {
-            lo: applied.lo.min(not_applied.lo),
-            hi: applied.hi.max(not_applied.hi),
+        if p.resolved.get(src).copied().flatten() == Some(true) {
+            return applied;
         }
+        hull(applied, not_applied)
     }
 
     /// After a round: `bits[i]` is source `i`'s latest leap indicator when it
     /// is valid and not a falseticker (`None` otherwise); `k`, `f` as in the
-    /// selection; `utc_now` the current UTC estimate.
-    pub fn observe(&mut self, bits: &[Option<Leap>], k: usize, f: usize, utc_now: RefTime) {
+    /// selection; `utc_now` the current UTC estimate (the model's centre).
+    pub fn observe(
+        &mut self,
+        bits: &[Option<Leap>],
+        k: usize,
+        f: usize,
+        utc_now: RefTime,
+    ) -> Option<LeapEvent> {
         let quorum = k.saturating_sub(f).max(f + 1);
         let count = |l: Leap| bits.iter().filter(|b| **b == Some(l)).count();
         let announced = if count(Leap::Insert) >= quorum {
@@ -173,31 +411,42 @@ impl LeapState {
         } else {
             None
         };
-        match (&self.pending, announced) {
-            (None, Some(delta)) => {
-                let at_utc = RefTime((utc_now.0.div_euclid(DAY) + 1) * DAY);
-                self.pending = Some(Pending {
-                    at_utc,
-                    delta,
-                    applied: vec![false; self.sources],
-                });
-            }
-            // Withdrawn before the leap's last second: cancel.
-            (Some(p), None) if utc_now < p.at_utc - Nanos(2 * NS_PER_S) => self.pending = None,
-            _ => {}
+        let Some(p) = &self.pending else {
+            let delta = announced?;
+            let at_utc = end_of_month(utc_now);
+            self.pending = Some(Pending {
+                at_utc,
+                delta,
+                resolved: vec![None; self.sources],
+            });
+            return Some(LeapEvent::Scheduled(at_utc));
+        };
+        let resolved = |want: bool| p.resolved.iter().filter(|r| **r == Some(want)).count();
+        // At least one honest source applied it: it happened.
+        if resolved(true) > f {
+            self.completed = Some((p.at_utc + self.offset, p.delta, self.offset));
+            self.offset = self.offset + p.delta;
+            self.pending = None;
+            return Some(LeapEvent::Completed);
         }
-        // Complete once every valid, non-falseticker source has applied it.
-        if let Some(p) = &self.pending {
-            let valid: Vec<usize> = (0..bits.len()).filter(|i| bits[*i].is_some()).collect();
-            if !valid.is_empty()
-                && valid
-                    .iter()
-                    .all(|i| p.applied.get(*i).copied().unwrap_or(false))
-            {
-                self.completed = Some((p.at_utc + self.offset, p.delta, self.offset));
-                self.offset = self.offset + p.delta;
-                self.pending = None;
-            }
+        // At least one honest source is past it without having applied it,
+        // or the announcement was withdrawn before its last seconds: it
+        // never happens. (Honest servers keep the bit until they apply.)
+        let withdrawn_early = announced.is_none() && utc_now < p.at_utc - Nanos(2 * NS_PER_S);
+        if resolved(false) > f || withdrawn_early {
+            self.pending = None;
+            self.cancelled += 1;
+            return Some(LeapEvent::Cancelled);
+        }
+        None
+    }
+
+    /// Move every internal instant this state holds by `by` (the origin was
+    /// fixed after instants were computed on a provisional one).
+    pub fn shift(&mut self, by: Nanos) {
+        if let Some((at, _, before)) = &mut self.completed {
+            *at = *at + by;
+            *before = *before + by;
         }
     }
 }
@@ -205,57 +454,159 @@ impl LeapState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::time::iv;
+    use crate::core::time::{days_from_civil, iv};
+
+    const DAY: i128 = 86_400 * NS_PER_S;
+
+    /// 2027-01-01T00:00Z, a month end.
+    fn month_end() -> i128 {
+        days_from_civil(2027, 1, 1) as i128 * DAY
+    }
+
+    const LIST: &str = "\
+#\tIn the following text, the symbol '#' introduces a comment.
+#$\t 3913697179
+#@\t3991593600
+3550089600\t35\t# 1 Jul 2012
+3644697600\t36\t# 1 Jul 2015
+3692217600\t37\t# 1 Jan 2017
+";
 
     #[test]
-    fn quorum_and_falseticker_bits() {
-        let mut l = LeapState::new(5);
-        let now = RefTime(10 * DAY + DAY / 2);
-        // one announcing of five: ignored
-        l.observe(
-            &[
-                Some(Leap::Insert),
-                Some(Leap::None),
-                Some(Leap::None),
-                Some(Leap::None),
-                None,
-            ],
-            4,
-            2,
-            now,
+    fn table_lookup_and_origin() {
+        let t = LeapTable::parse(LIST).unwrap();
+        assert_eq!(t.tai_utc_at(1_795_000_000), Some(37));
+        assert_eq!(t.expires_unix_s, Some(1_782_604_800)); // 2026-06-28
+        assert!(t.expired(1_795_000_000));
+        let ns = |s: i128| RefTime(s * NS_PER_S);
+        assert_eq!(t.leapfree_offset_at(ns(1_795_000_000)), Nanos(0));
+        // mid-2016: one leap before the origin
+        assert_eq!(t.leapfree_offset_at(ns(1_470_000_000)), Nanos(-NS_PER_S));
+        // no table: zero
+        assert_eq!(
+            LeapTable::default().leapfree_offset_at(ns(1_795_000_000)),
+            Nanos(0)
         );
+    }
+
+    #[test]
+    fn refuses_malformed_or_contradicting_lists() {
+        for bad in [
+            "3692217600\n",
+            "3692217600 37 38\n",
+            "x 37\n",
+            "3692217600 37\n3644697600 36\n",
+            "#@ soon\n3692217600 37\n",
+            "3692217600 -5\n",
+            "# only comments\n",
+            // pre-2017 list: nothing known about the origin
+            "3644697600 36\n",
+            // contradicts the origin (a hostile list: +963 s)
+            "3692217600 1000\n",
+            "3644697600 36\n3692217600 38\n",
+            // not at the start of a month
+            "3644697600 36\n3692217700 37\n",
+        ] {
+            assert!(LeapTable::parse(bad).is_err(), "{bad:?}");
+        }
+        // a future leap after the origin is accepted
+        let t = LeapTable::parse("3692217600 37\n3976214400 38\n").unwrap(); // 2026-01-01
+        assert_eq!(t.tai_utc_at(1_795_000_000), Some(38));
+    }
+
+    #[test]
+    fn the_hosts_list_parses_if_present() {
+        if let Ok(text) = std::fs::read_to_string("/usr/share/zoneinfo/leap-seconds.list") {
+            let t = LeapTable::parse(&text).unwrap();
+            assert!(t.tai_utc_at(1_795_000_000) >= Some(37));
+        }
+    }
+
+    #[test]
+    fn origin_is_fixed_once_from_the_model() {
+        let t = LeapTable::parse(LIST).unwrap();
+        let mut l = LeapState::new(3, t);
+        // mid-2016 per the model (the sources' UTC), whatever REALTIME says:
+        // one leap before the origin ...
+        assert_eq!(
+            l.fix_origin(RefTime(1_470_000_000 * NS_PER_S)),
+            Nanos(-NS_PER_S)
+        );
+        // ... once only
+        assert_eq!(l.fix_origin(RefTime(1_795_000_000 * NS_PER_S)), Nanos(0));
+    }
+
+    #[test]
+    fn quorum_falseticker_bits_and_month_end() {
+        let mut l = LeapState::new(5, LeapTable::default());
+        let now = RefTime(month_end() - 20 * DAY);
+        // one announcing of five: ignored
+        let one = [
+            Some(Leap::Insert),
+            Some(Leap::None),
+            Some(Leap::None),
+            Some(Leap::None),
+            None,
+        ];
+        assert_eq!(l.observe(&one, 4, 2, now), None);
         assert!(!l.pending());
         let ins = Some(Leap::Insert);
         l.observe(&[ins, ins, Some(Leap::None), None, None], 3, 2, now);
-        assert!(
-            !l.pending(),
-            "2 of 3 valid with f = 2 is below the quorum of f + 1 = 3"
+        assert!(!l.pending(), "2 of 3 with f = 2 is below the quorum of 3");
+        assert_eq!(
+            l.observe(&[ins, ins, ins, Some(Leap::None), None], 4, 2, now),
+            Some(LeapEvent::Scheduled(RefTime(month_end())))
         );
-        l.observe(&[ins, ins, ins, Some(Leap::None), None], 4, 2, now);
-        assert!(l.pending());
-        assert_eq!(l.mapping().leap, Some((RefTime(11 * DAY), Nanos(NS_PER_S))));
+        // announced 20 days early: at the end of the month, not of the day
+        assert_eq!(l.pending_at(), Some(RefTime(month_end())));
     }
 
     #[test]
     fn utc_view_across_an_insertion() {
-        let at = 11 * DAY;
-        let m = UtcMapping {
+        let at = month_end();
+        let mark = |phase| UtcMapping {
             offset: Nanos(0),
-            leap: Some((RefTime(at), Nanos(NS_PER_S))),
+            leap: Some(LeapMark {
+                at: RefTime(at),
+                delta: Nanos(NS_PER_S),
+                phase,
+            }),
         };
-        assert_eq!(m.to_utc(iv(at - 10, at - 5)), iv(at - 10, at - 5));
+        let done = mark(LeapPhase::Done);
+        assert_eq!(done.to_utc(iv(at - 10, at - 5)), iv(at - 10, at - 5));
         assert_eq!(
-            m.to_utc(iv(at + 10, at + 20)),
+            done.to_utc(iv(at + 10, at + 20)),
             iv(at + 10 - NS_PER_S, at + 20 - NS_PER_S)
         );
-        // straddling: UTC could be anything from the repeat's start to just before the leap
-        assert_eq!(m.to_utc(iv(at - 10, at + 20)), iv(at - NS_PER_S, at));
+        // straddling: anything from the repeat's start to just before the leap
+        assert_eq!(done.to_utc(iv(at - 10, at + 20)), iv(at - NS_PER_S, at));
+        // pending: before the instant exact; after it, both readings
+        let p = mark(LeapPhase::Pending);
+        assert_eq!(p.to_utc(iv(at - 10, at - 5)), iv(at - 10, at - 5));
+        assert_eq!(
+            p.to_utc(iv(at + 10, at + 20)),
+            iv(at + 10 - NS_PER_S, at + 20)
+        );
+        assert_eq!(p.to_utc(iv(at - 10, at + 20)), iv(at - NS_PER_S, at + 20));
+        // a deletion, pending: the applied reading is a second later
+        let del = UtcMapping {
+            offset: Nanos(0),
+            leap: Some(LeapMark {
+                at: RefTime(at),
+                delta: Nanos(-NS_PER_S),
+                phase: LeapPhase::Pending,
+            }),
+        };
+        assert_eq!(
+            del.to_utc(iv(at + 10, at + 20)),
+            iv(at + 10, at + 20 + NS_PER_S)
+        );
     }
 
     #[test]
     fn sources_resolve_then_complete() {
-        let mut l = LeapState::new(3);
-        let at = 11 * DAY;
+        let mut l = LeapState::new(3, LeapTable::default());
+        let at = month_end();
         let ins = Some(Leap::Insert);
         l.observe(&[ins, ins, ins], 3, 1, RefTime(at - 3600 * NS_PER_S));
         // After the leap: source 0 applied (its UTC is 1 s behind internal).
@@ -267,26 +618,26 @@ mod tests {
             Some(model),
         );
         assert!(got.contains(RefTime(truth)) && got.width() == Nanos(200));
-        // Source 1 has not applied yet: resolved as not applied, still ambiguous later.
+        // Source 1 has not applied yet: resolved as not applied.
         let got = l.to_internal(1, iv(truth - 100, truth + 100), Some(model));
         assert!(got.contains(RefTime(truth)) && got.width() == Nanos(200));
         // Without a model: the hull.
         let got = l.to_internal(2, iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100), None);
         assert!(got.contains(RefTime(truth)) && got.width() > Nanos(NS_PER_S));
-        l.observe(&[Some(Leap::None); 3], 3, 1, RefTime(truth));
-        assert!(l.pending(), "source 1 and 2 not yet resolved");
-        l.to_internal(
-            1,
-            iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100),
-            Some(model),
-        );
+        // one applied, f = 1: not yet proof
+        let none = Some(Leap::None);
+        assert_eq!(l.observe(&[none, ins, none], 3, 1, RefTime(truth)), None);
+        assert!(l.pending(), "one source applied it: it may be the liar");
         l.to_internal(
             2,
             iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100),
             Some(model),
         );
-        l.observe(&[Some(Leap::None); 3], 3, 1, RefTime(truth));
-        assert!(!l.pending());
+        // two of three (f + 1): at least one honest source applied it
+        assert_eq!(
+            l.observe(&[none, ins, none], 3, 1, RefTime(truth)),
+            Some(LeapEvent::Completed)
+        );
         // Every source is now read as having applied it ...
         let later = truth + 10 * NS_PER_S;
         assert_eq!(
@@ -299,5 +650,51 @@ mod tests {
             iv(later - NS_PER_S, later - NS_PER_S)
         );
         assert_eq!(l.mapping().to_utc(iv(at - 5, at - 5)), iv(at - 5, at - 5));
+    }
+
+    #[test]
+    fn a_leap_that_never_happens_is_cancelled_after_its_instant() {
+        let mut l = LeapState::new(3, LeapTable::default());
+        let at = month_end();
+        let ins = Some(Leap::Insert);
+        let none = Some(Leap::None);
+        l.observe(&[ins, ins, ins], 3, 1, RefTime(at - 3600 * NS_PER_S));
+        // Past the instant, every source still reads as before it.
+        let read_all = |l: &mut LeapState, truth: i128| {
+            let model = iv(truth - 1000, truth + 1000);
+            for s in 0..3 {
+                let got = l.to_internal(s, iv(truth - 100, truth + 100), Some(model));
+                assert!(got.contains(RefTime(truth)));
+            }
+            model
+        };
+        let truth = at + 5 * NS_PER_S;
+        let model = read_all(&mut l, truth);
+        // The UTC view widens while it is unresolved (a server may be late) ...
+        assert!(l.mapping().to_utc(model).width() > Nanos(NS_PER_S));
+        assert_eq!(l.observe(&[none; 3], 3, 1, RefTime(truth)), None);
+        // ... and once f + 1 are seen past the allowance without it, it is
+        // cancelled.
+        let truth = at + LATE_ALLOWANCE.0 + 5 * NS_PER_S;
+        let model = read_all(&mut l, truth);
+        assert_eq!(
+            l.observe(&[none; 3], 3, 1, RefTime(truth)),
+            Some(LeapEvent::Cancelled)
+        );
+        assert_eq!(l.mapping().to_utc(model), model);
+        assert_eq!(l.cancelled(), 1);
+    }
+
+    #[test]
+    fn withdrawn_before_the_instant_is_cancelled() {
+        let mut l = LeapState::new(3, LeapTable::default());
+        let at = month_end();
+        let ins = Some(Leap::Insert);
+        l.observe(&[ins, ins, ins], 3, 1, RefTime(at - 10 * DAY));
+        assert_eq!(
+            l.observe(&[Some(Leap::None); 3], 3, 1, RefTime(at - 9 * DAY)),
+            Some(LeapEvent::Cancelled)
+        );
+        assert!(!l.pending());
     }
 }

@@ -59,6 +59,10 @@ impl Status {
         Status::FreeRunning,
         Status::Disrupted,
     ];
+    /// The status named `s` (as [`Status::as_str`] spells it).
+    pub fn from_name(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s)
+    }
     /// Decode the `repr(u8)` value (shared memory); unknown values map to `None`.
     #[inline]
     pub fn from_u8(v: u8) -> Option<Status> {
@@ -69,6 +73,18 @@ impl Status {
             3 => Some(Status::Disrupted),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

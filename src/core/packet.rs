@@ -124,6 +124,10 @@ pub enum ReplyError {
     /// Transmit timestamp is zero.
     #[error("zero transmit timestamp")]
     ZeroTransmit,
+    /// Reference timestamp is zero: the age of the server's root dispersion
+    /// is unknown, so it cannot be aged (a synchronized server always has one).
+    #[error("zero reference timestamp")]
+    ZeroReference,
     /// Root distance at or above 16 s.
     #[error("root distance {0} ns is too large")]
     RootDistance(i128),
@@ -281,16 +285,18 @@ impl Packet {
     }
 
     /// Check that this packet is a usable server reply to a request sent with
-    /// transmit timestamp `nonce`.
+    /// transmit timestamp `nonce`. The nonce is checked first: a packet that
+    /// does not echo it is not an answer to our request (a forgery, a replay
+    /// or a stray), whatever else is wrong with it, and must change nothing.
     pub fn validate_reply(&self, nonce: u64) -> Result<(), ReplyError> {
+        if self.origin.0 != nonce {
+            return Err(ReplyError::OriginMismatch);
+        }
         if self.mode != MODE_SERVER {
             return Err(ReplyError::WrongMode(self.mode));
         }
         if !(3..=4).contains(&self.version) {
             return Err(ReplyError::WrongVersion(self.version));
-        }
-        if self.origin.0 != nonce {
-            return Err(ReplyError::OriginMismatch);
         }
         if self.stratum == 0 {
             return Err(ReplyError::Kiss(match &self.ref_id {
@@ -311,6 +317,9 @@ impl Packet {
         }
         if self.transmit.0 == 0 {
             return Err(ReplyError::ZeroTransmit);
+        }
+        if self.reference.0 == 0 {
+            return Err(ReplyError::ZeroReference);
         }
         let rd = self.root_distance();
         if rd >= MAX_ROOT_DISTANCE {
@@ -401,6 +410,11 @@ mod tests {
         let mut p = reply();
         p.mode = 3;
         assert_eq!(p.validate_reply(7), Err(ReplyError::WrongMode(3)));
+        // A packet without our nonce is not an answer, whatever else it is.
+        assert_eq!(p.validate_reply(8), Err(ReplyError::OriginMismatch));
+        let mut p = reply();
+        p.reference = NtpTimestamp(0);
+        assert_eq!(p.validate_reply(7), Err(ReplyError::ZeroReference));
         let mut p = reply();
         p.version = 2;
         assert_eq!(p.validate_reply(7), Err(ReplyError::WrongVersion(2)));

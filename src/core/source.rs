@@ -10,7 +10,10 @@
 
 use super::filter::Filter;
 use super::packet::{parse_reply, KissCode, Packet, ReplyError, HEADER_LEN};
-use super::sample::{sample_from_exchange, Sample, SampleError, SampleParams};
+use super::sample::{
+    receive_instant, sample_from_exchange, RxStamps, Sample, SampleError, SampleParams, SentStamps,
+    StampFallback,
+};
 use super::time::{Nanos, RefTime, Steady};
 
 /// Poll settings of one source.
@@ -78,13 +81,31 @@ pub struct Counters {
     /// Requests the shell could not send (no address yet, or the send
     /// failed): not counted as sent, and they count against reach.
     pub unsent: u64,
+    /// Good replies whose bound lay more than an hour from the published
+    /// model: a source far off (or lying about the era); still a sample,
+    /// selection decides, but worth seeing.
+    pub implausible: u64,
+    /// Replies whose kernel receive stamp could not be used soundly
+    /// (REALTIME set during the exchange, or inconsistent): the userspace
+    /// stamp was used instead.
+    pub kernel_stamp_fallbacks: u64,
+}
+
+/// A request in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outstanding {
+    nonce: u64,
+    /// When the core asked for it (the timeout runs from here).
+    asked_at: Steady,
+    /// What the shell read around `send()`, once it reported the send.
+    sent: Option<SentStamps>,
 }
 
 /// One configured server.
 #[derive(Debug, Clone)]
 pub struct Source {
     cfg: PollConfig,
-    outstanding: Option<(u64, Steady)>,
+    outstanding: Option<Outstanding>,
     next_send: Steady,
     burst_left: u32,
     misses: u32,
@@ -159,7 +180,7 @@ impl Source {
             return None;
         }
         Some(match self.outstanding {
-            Some((_, sent)) => sent.plus(self.cfg.timeout).min(self.next_send),
+            Some(o) => o.asked_at.plus(self.cfg.timeout).min(self.next_send),
             None => self.next_send,
         })
     }
@@ -183,8 +204,8 @@ impl Source {
         if self.stopped.is_some() {
             return None;
         }
-        if let Some((_, sent)) = self.outstanding {
-            if now >= sent.plus(self.cfg.timeout) {
+        if let Some(o) = self.outstanding {
+            if now >= o.asked_at.plus(self.cfg.timeout) {
                 self.outstanding = None;
                 self.missed();
             }
@@ -198,24 +219,35 @@ impl Source {
         }
         self.burst_left = self.burst_left.saturating_sub(1);
         self.next_send = now.plus(self.interval());
-        self.outstanding = Some((nonce, now));
+        self.outstanding = Some(Outstanding {
+            nonce,
+            asked_at: now,
+            sent: None,
+        });
         self.counters.sent += 1;
         Some(SendRequest {
             packet: Packet::request(nonce).serialize(),
         })
     }
 
-    /// Handle a datagram that arrived for this source. `sent_at` is the steady
-    /// instant read just before `send()`, `received_at` the one after `recv()`.
+    /// The shell sent the request just asked for, with these stamps (t1 is
+    /// `stamps.at`, read just before `send()`).
+    pub fn handle_sent(&mut self, stamps: SentStamps) {
+        if let Some(o) = &mut self.outstanding {
+            o.sent = Some(stamps);
+        }
+    }
+
+    /// Handle a datagram that arrived for this source, with what the shell
+    /// read around `recv()`; the core picks t4 from them.
     pub fn handle_reply(
         &mut self,
         bytes: &[u8],
-        sent_at: Steady,
-        received_at: Steady,
+        rx: &RxStamps,
         pivot: RefTime,
         params: &SampleParams,
     ) -> Result<Sample, Rejected> {
-        let r = self.try_reply(bytes, sent_at, received_at, pivot, params);
+        let r = self.try_reply(bytes, rx, pivot, params);
         match &r {
             Ok(_) => self.counters.ok += 1,
             Err(Rejected::Unexpected) => self.counters.unexpected += 1,
@@ -230,12 +262,18 @@ impl Source {
     fn try_reply(
         &mut self,
         bytes: &[u8],
-        sent_at: Steady,
-        received_at: Steady,
+        rx: &RxStamps,
         pivot: RefTime,
         params: &SampleParams,
     ) -> Result<Sample, Rejected> {
-        let (nonce, _) = self.outstanding.ok_or(Rejected::Unexpected)?;
+        let Some(Outstanding {
+            nonce,
+            sent: Some(sent),
+            ..
+        }) = self.outstanding
+        else {
+            return Err(Rejected::Unexpected);
+        };
         let p = match parse_reply(bytes, nonce) {
             // A spoofed or stale reply leaves the request outstanding, so the
             // genuine one can still be taken.
@@ -257,7 +295,14 @@ impl Source {
             Ok(p) => p,
         };
         self.outstanding = None;
-        let s = sample_from_exchange(&p, sent_at, received_at, pivot, params)?;
+        let (t4, fallback) = receive_instant(&sent, rx);
+        if matches!(
+            fallback,
+            Some(StampFallback::ClockSet | StampFallback::Inconsistent)
+        ) {
+            self.counters.kernel_stamp_fallbacks += 1;
+        }
+        let s = sample_from_exchange(&p, sent.at, t4, pivot, params)?;
         self.reach = (self.reach << 1) | 1;
         self.misses = 0;
         self.backoff = 0;
@@ -274,6 +319,16 @@ mod tests {
 
     fn cfg() -> PollConfig {
         PollConfig::with_poll(Nanos::from_secs(16))
+    }
+
+    fn rx() -> RxStamps {
+        RxStamps::steady(Steady(100))
+    }
+
+    /// Ask for a request at `now` and report it sent then.
+    fn send(s: &mut Source, now: Steady, nonce: u64) {
+        s.handle_timer(now, nonce).unwrap();
+        s.handle_sent(SentStamps::steady(now));
     }
 
     fn reply_to(nonce: u64, t: RefTime) -> [u8; 48] {
@@ -325,12 +380,12 @@ mod tests {
         assert_eq!(s.counters.timeout, 0);
         // nothing is in flight: a reply carrying that nonce is unexpected
         assert_eq!(
-            s.handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p),
+            s.handle_reply(&reply_to(42, t), &rx(), t, &p),
             Err(Rejected::Unexpected)
         );
         // the poll goes on; a send that works is counted as sent
         let next = s.deadline().unwrap();
-        s.handle_timer(next, 43).unwrap();
+        send(&mut s, next, 43);
         assert_eq!((s.counters.sent, s.counters.unsent), (1, 1));
         // that one fails too; reporting it twice counts it once
         s.send_failed();
@@ -343,29 +398,26 @@ mod tests {
         let p = SampleParams::default();
         let t = RefTime(1_800_000_000 * NS_PER_S);
         let mut s = Source::new(cfg(), Steady(0));
-        s.handle_timer(Steady(0), 42).unwrap();
+        send(&mut s, Steady(0), 42);
         // spoofed first: refused, the real reply still accepted
         assert_eq!(
-            s.handle_reply(&reply_to(41, t), Steady(0), Steady(100), t, &p),
+            s.handle_reply(&reply_to(41, t), &rx(), t, &p),
             Err(Rejected::Reply(ReplyError::OriginMismatch))
         );
-        assert!(s
-            .handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p)
-            .is_ok());
+        assert!(s.handle_reply(&reply_to(42, t), &rx(), t, &p).is_ok());
         // duplicate
         assert_eq!(
-            s.handle_reply(&reply_to(42, t), Steady(0), Steady(100), t, &p),
+            s.handle_reply(&reply_to(42, t), &rx(), t, &p),
             Err(Rejected::Unexpected)
         );
         assert_eq!(s.reach(), 1);
         // DENY stops the source
-        s.handle_timer(s.deadline().unwrap(), 43).unwrap();
+        let next = s.deadline().unwrap();
+        send(&mut s, next, 43);
         let mut kod = Packet::parse(&reply_to(43, t)).unwrap();
         kod.stratum = 0;
         kod.ref_id = *b"DENY";
-        assert!(s
-            .handle_reply(&kod.serialize(), Steady(0), Steady(100), t, &p)
-            .is_err());
+        assert!(s.handle_reply(&kod.serialize(), &rx(), t, &p).is_err());
         assert_eq!(s.stopped(), Some(KissCode::Deny));
         assert_eq!(s.deadline(), None);
         assert_eq!(s.handle_timer(Steady(i64::MAX), 44), None);

@@ -3,7 +3,8 @@
 //! - [`Steady`]: nanoseconds on the local steady timeline (CLOCK_MONOTONIC_RAW
 //!   in the daemon, the oscillator in the simulator). Never stepped or slewed.
 //! - [`RefTime`]: nanoseconds since the Unix epoch on the reference timescale,
-//!   leap-free inside skewd (UTC plus the leap seconds seen since start).
+//!   leap-free inside skewd (UTC plus the leap seconds since 2017-01-01; see
+//!   [`crate::core::leap`]).
 //!
 //! Never f64 for absolute times: at 1.7e9 s one f64 step is ~238 ns. Every
 //! helper here that has to round says which way, so callers can round bounds
@@ -45,9 +46,11 @@ impl Rate {
     pub fn as_ppm_f64(self) -> f64 {
         self.0 as f64 / 1e6
     }
-    /// Absolute value.
+    /// Absolute value, saturating: `i128::MIN` (only reachable through a
+    /// bug or hostile input) gives `i128::MAX`, never a negative rate that
+    /// would pass a range check.
     pub fn abs(self) -> Rate {
-        Rate(self.0.abs())
+        Rate(self.0.checked_abs().unwrap_or(i128::MAX))
     }
 }
 
@@ -111,15 +114,55 @@ impl Nanos {
     pub const fn from_micros(us: i128) -> Nanos {
         Nanos(us * 1_000)
     }
-    /// Absolute value.
+    /// Absolute value, saturating like [`Rate::abs`].
     pub fn abs(self) -> Nanos {
-        Nanos(self.0.abs())
+        Nanos(self.0.checked_abs().unwrap_or(i128::MAX))
     }
 }
 
-/// `v` as i64, saturating (Unix ns fit until the year 2262).
+/// `v` as i64, saturating (Unix ns fit until the year 2262). Only for
+/// figures shown to people (offsets, delays, counters): a saturated *bound*
+/// would be a narrower interval, so bounds go through [`i64::try_from`] and
+/// an unrepresentable one is an error.
 pub fn clamp_i64(v: i128) -> i64 {
     v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// Days since 1970-01-01 of the proleptic Gregorian date `y-m-d`
+/// (H. Hinnant's `days_from_civil`; exact for any i64 year).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date `(y, m, d)` of day `z` since 1970-01-01 (inverse of
+/// [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The first instant (UTC midnight, Unix ns) of the month after the one
+/// holding `t`: the end of `t`'s month, where RFC 5905 puts an announced
+/// leap second.
+pub fn end_of_month(t: RefTime) -> RefTime {
+    let day = 86_400 * NS_PER_S;
+    let (y, m, _) = civil_from_days(clamp_i64(t.0.div_euclid(day)));
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    RefTime(days_from_civil(ny, nm, 1) as i128 * day)
 }
 
 /// `a * b / c`, rounded toward +infinity; saturates instead of overflowing.
@@ -223,6 +266,33 @@ mod tests {
             rate_spread_ceil(Rate::from_ppm(200), Nanos::from_secs(1)),
             Nanos::from_micros(200)
         );
+    }
+
+    #[test]
+    fn calendar() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2017, 1, 1), 17_167);
+        assert_eq!(civil_from_days(17_167), (2017, 1, 1));
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        let day = 86_400 * NS_PER_S;
+        // 2016-12-31T23:59:59 -> 2017-01-01
+        let t = RefTime(17_167 * day - NS_PER_S);
+        assert_eq!(end_of_month(t), RefTime(17_167 * day));
+        // midnight itself belongs to the new month
+        assert_eq!(
+            end_of_month(RefTime(17_167 * day)),
+            RefTime(days_from_civil(2017, 2, 1) as i128 * day)
+        );
+        for z in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+    }
+
+    #[test]
+    fn abs_never_wraps() {
+        assert_eq!(Rate(i128::MIN).abs(), Rate(i128::MAX));
+        assert_eq!(Nanos(i128::MIN).abs(), Nanos(i128::MAX));
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //!     16    8  generation         seqlock: odd while the writer is mid-update
 //!     24    8  epoch              random per daemon start (readers' clamp key)
 //!     32    4  flags              bit 0 model present, bit 1 rate evidence,
-//!                                 bit 2 leap pending/recent, bit 3 fast form,
+//!                                 bit 2 leap mark present, bit 3 fast form,
 //!                                 bit 4 vmclock_marker valid, bit 5 it is
-//!                                 the marker of /dev/vmclock0
+//!                                 the marker of /dev/vmclock0, bit 6 the
+//!                                 leap is pending (unresolved: UTC is the
+//!                                 hull of both readings after it)
 //!     36    4  status             Status as u8 (0 unknown, 1 synchronized,
 //!                                 2 free_running, 3 disrupted)
 //!     40    8  anchor_ns          anchor on CLOCK_MONOTONIC_RAW (ns)
@@ -26,8 +28,8 @@
 //!    104    8  phi_hw_ppt         phi_hw: hardware rate bound
 //!    112    8  sync_until_ns      synchronized reads as free_running after
 //!    120    8  void_after_ns      reads as unknown after (RAW ns)
-//!    128    8  utc_offset_ns      leap-free minus UTC before the last leap
-//!    136    8  leap_at_ns         last/pending leap, leap-free Unix ns
+//!    128    8  utc_offset_ns      leap-free minus UTC before the leap mark
+//!    136    8  leap_at_ns         pending/last leap, leap-free Unix ns
 //!    144    8  leap_delta_ns      +1e9 insertion, -1e9 deletion
 //!    152    8  offs_boot_ns       BOOTTIME - MONOTONIC when written
 //!    160   32  clocksource        NUL-padded name (4 x u64)
@@ -38,7 +40,12 @@
 //!                                 own RAW is earlier is not on this timeline
 //!    256    8  vmclock_marker     the VMClock disruption marker the model was
 //!                                 made under (valid with bit 4 of flags)
-//!    264   56  reserved           zero
+//!    264    8  timens_ino         the writer's time namespace (inode of
+//!    272    8  timens_dev          /proc/self/ns/time and its device; 0 if
+//!                                 unknown): a reader in another one reads
+//!                                 other MONOTONIC_RAW/BOOTTIME and refuses
+//!    280    8  writer_pid         the process holding the segment's lock
+//!    288   32  reserved           zero
 //!    320       end (SEGMENT_SIZE)
 //! ```
 //!
@@ -52,7 +59,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// `b"SKEWDCLK"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKEWDCLK");
 /// Layout version; a reader refuses any other.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Bytes in the segment.
 pub const SEGMENT_SIZE: usize = 320;
 
@@ -69,6 +76,8 @@ pub const FLAG_VMCLOCK: u32 = 16;
 /// Flag: ... of the page at the default path (`/dev/vmclock0`), the one
 /// readers map by themselves.
 pub const FLAG_VMCLOCK_DEFAULT: u32 = 32;
+/// Flag: the leap mark is pending (not yet applied by every source).
+pub const FLAG_LEAP_PENDING: u32 = 64;
 
 /// The segment, as mapped. Every field is atomic: racing plain reads of
 /// memory another process writes would be undefined behaviour.
@@ -131,8 +140,14 @@ pub struct Segment {
     /// that sees the page's marker differ knows the VM was disrupted since
     /// (live migration, snapshot restore), before the daemon does.
     pub vmclock_marker: AtomicU64,
+    /// The writer's time namespace: inode of `/proc/self/ns/time`.
+    pub timens_ino: AtomicU64,
+    /// ... and the device of that inode.
+    pub timens_dev: AtomicU64,
+    /// The process that holds the segment (its writer's lock).
+    pub writer_pid: AtomicU64,
     /// Zero.
-    pub reserved: [AtomicU64; 7],
+    pub reserved: [AtomicU64; 4],
 }
 
 const _: () = assert!(std::mem::size_of::<Segment>() == SEGMENT_SIZE);
@@ -143,6 +158,9 @@ const _: () = assert!(std::mem::offset_of!(Segment, offs_boot_ns) == 152);
 const _: () = assert!(std::mem::offset_of!(Segment, clocksource) == 160);
 const _: () = assert!(std::mem::offset_of!(Segment, boot_id) == 192);
 const _: () = assert!(std::mem::offset_of!(Segment, fast) == 208);
+const _: () = assert!(std::mem::offset_of!(Segment, written_at_ns) == 248);
+const _: () = assert!(std::mem::offset_of!(Segment, timens_ino) == 264);
+const _: () = assert!(std::mem::offset_of!(Segment, writer_pid) == 280);
 
 /// Pack up to `N * 8` bytes of a string into words (NUL padded).
 pub fn pack<const N: usize>(s: &str) -> [u64; N] {

@@ -9,16 +9,17 @@
 pub mod layout;
 pub mod vmclock;
 
-use crate::core::leap::UtcMapping;
+use crate::core::leap::{LeapMark, LeapPhase, UtcMapping};
 use crate::core::model::FastForm;
 use crate::core::model::{Ageing, Model, Status};
-use crate::core::time::clamp_i64;
 use crate::core::time::{Interval, Nanos, Rate, RefTime, Steady};
 use layout::{
-    pack, unpack, Segment, FLAG_EVIDENCE, FLAG_FAST, FLAG_LEAP, FLAG_MODEL, FLAG_VMCLOCK,
-    FLAG_VMCLOCK_DEFAULT, MAGIC, SEGMENT_SIZE, VERSION,
+    pack, unpack, Segment, FLAG_EVIDENCE, FLAG_FAST, FLAG_LEAP, FLAG_LEAP_PENDING, FLAG_MODEL,
+    FLAG_VMCLOCK, FLAG_VMCLOCK_DEFAULT, MAGIC, SEGMENT_SIZE, VERSION,
 };
 use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{fence, Ordering};
 
@@ -74,36 +75,100 @@ pub struct Published {
     pub vmclock_marker: Option<(u64, bool)>,
 }
 
-/// The daemon's side.
+/// Why the writer cannot take the segment.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// Another process holds the segment's lock: two writers would leave
+    /// readers a mix of two models under an even generation.
+    #[error("{path} is held by another skewd (pid {pid}): one agent per segment")]
+    Held {
+        /// The segment.
+        path: String,
+        /// The holder, as it wrote itself into the segment (0: unknown).
+        pid: u64,
+    },
+    /// The file could not be created, locked, sized or mapped.
+    #[error("{path}: {cause}")]
+    Io {
+        /// The segment.
+        path: String,
+        /// Cause.
+        cause: std::io::Error,
+    },
+}
+
+/// The daemon's side. It holds an exclusive `flock` on the file for its
+/// whole life (released by the kernel when the process dies), so exactly one
+/// writer publishes to a segment.
 #[derive(Debug)]
 pub struct Writer {
     map: memmap2::MmapMut,
+    /// Keeps the lock.
+    _file: std::fs::File,
 }
 
 impl Writer {
-    /// Create (or reopen) the segment at `path` and reset it: a writer killed
-    /// mid-update leaves the generation odd; this makes it even again and
-    /// marks "no model" until the first publish.
-    pub fn create(path: &Path) -> std::io::Result<Writer> {
+    /// Create (or reopen) the segment at `path`, lock it, and reset it: a
+    /// writer killed mid-update leaves the generation odd; this makes it
+    /// even again and marks "no model" until the first publish. A segment
+    /// locked by a live writer is refused ([`WriterError::Held`]) before
+    /// anything in it is touched. The path's last component is not followed
+    /// if it is a symlink.
+    pub fn create(path: &Path) -> Result<Writer, WriterError> {
+        let io = |cause| WriterError::Io {
+            path: path.display().to_string(),
+            cause,
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
         let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        if f.metadata()?.len() != SEGMENT_SIZE as u64 {
-            f.set_len(SEGMENT_SIZE as u64)?;
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(io)?;
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let pid = Reader::open(path)
+                    .map(|r| r.seg().writer_pid.load(Ordering::Relaxed))
+                    .unwrap_or(0);
+                return Err(WriterError::Held {
+                    path: path.display().to_string(),
+                    pid,
+                });
+            }
+            return Err(io(e));
         }
-        // SAFETY: the file is SEGMENT_SIZE bytes long and only this daemon
-        // writes it (mode 0644, owned by the daemon's user); other processes
-        // only read through atomics, so a shared mutable mapping is fine.
-        let map = unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f)? };
-        let w = Writer { map };
+        let meta = f.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(io(std::io::Error::other("not a regular file")));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io)?;
+        if meta.len() != SEGMENT_SIZE as u64 {
+            f.set_len(SEGMENT_SIZE as u64).map_err(io)?;
+        }
+        // Allocate the blocks now: a sparse file on a full tmpfs would fault
+        // (SIGBUS) on the first store through the mapping instead.
+        // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t) };
+        if rc != 0 {
+            return Err(io(std::io::Error::from_raw_os_error(rc)));
+        }
+        // SAFETY: the file is SEGMENT_SIZE bytes long, allocated, and only
+        // this process writes it (we hold its lock; mode 0644, owned by the
+        // daemon's user); other processes only read through atomics, so a
+        // shared mutable mapping is fine.
+        let map =
+            unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f) }.map_err(io)?;
+        let w = Writer { map, _file: f };
         let s = w.seg();
         let g = s.generation.load(Ordering::Relaxed);
         let g = if g % 2 == 1 { g + 1 } else { g };
@@ -115,6 +180,14 @@ impl Writer {
         s.epoch.store(rand::random(), Ordering::Relaxed);
         s.flags.store(0, Ordering::Relaxed);
         s.status.store(Status::Unknown as u32, Ordering::Relaxed);
+        let (ino, dev) = crate::clock::time_namespace().unwrap_or((0, 0));
+        s.timens_ino.store(ino, Ordering::Relaxed);
+        s.timens_dev.store(dev, Ordering::Relaxed);
+        s.writer_pid
+            .store(u64::from(std::process::id()), Ordering::Relaxed);
+        for r in &s.reserved {
+            r.store(0, Ordering::Relaxed);
+        }
         s.generation.store(g + 2, Ordering::Release);
         Ok(w)
     }
@@ -134,26 +207,25 @@ impl Writer {
         fence(Ordering::Release);
         let r = Ordering::Relaxed;
         let mut flags = 0;
-        match &p.model {
-            Some(m) => {
+        match p.model.as_ref().and_then(|m| Some((m, Fields::of(m)?))) {
+            Some((m, v)) => {
                 flags |= FLAG_MODEL;
                 s.status.store(m.status as u32, r);
                 s.anchor_ns.store(m.anchor.0, r);
-                // Outward: floor the lower end, ceil the upper end.
-                s.bound_lo_ns.store(clamp_i64(m.bound.lo.0), r);
-                s.bound_hi_ns.store(clamp_i64(m.bound.hi.0), r);
-                s.rate_ppt.store(clamp_i64(m.ageing.rate.0), r);
-                s.phi_ppt.store(clamp_i64(m.ageing.phi.0), r);
+                s.bound_lo_ns.store(v.lo, r);
+                s.bound_hi_ns.store(v.hi, r);
+                s.rate_ppt.store(v.rate, r);
+                s.phi_ppt.store(v.phi, r);
                 if let Some((a, b)) = m.ageing.evidence {
                     flags |= FLAG_EVIDENCE;
                     s.evidence_from_ns.store(a.0, r);
                     s.evidence_to_ns.store(b.0, r);
                 }
-                s.wander_ppt_per_s.store(clamp_i64(m.ageing.wander.0), r);
-                s.phi_hw_ppt.store(clamp_i64(m.ageing.phi_hw.0), r);
+                s.wander_ppt_per_s.store(v.wander, r);
+                s.phi_hw_ppt.store(v.phi_hw, r);
                 s.sync_until_ns.store(m.sync_until.0, r);
                 s.void_after_ns.store(m.void_after.0, r);
-                s.utc_offset_ns.store(clamp_i64(m.utc.offset.0), r);
+                s.utc_offset_ns.store(v.utc_offset, r);
                 if let Some(f) = FastForm::of(m) {
                     flags |= FLAG_FAST;
                     let v = [f.rate_lo_q, f.a1_q, f.a2_q, f.hw_q, f.cross_d];
@@ -161,13 +233,26 @@ impl Writer {
                         a.store(x, r);
                     }
                 }
-                if let Some((at, d)) = m.utc.leap {
+                if let Some((at, delta, phase)) = v.leap {
                     flags |= FLAG_LEAP;
-                    s.leap_at_ns.store(clamp_i64(at.0), r);
-                    s.leap_delta_ns.store(clamp_i64(d.0), r);
+                    if phase == LeapPhase::Pending {
+                        flags |= FLAG_LEAP_PENDING;
+                    }
+                    s.leap_at_ns.store(at, r);
+                    s.leap_delta_ns.store(delta, r);
                 }
             }
-            None => s.status.store(p.status as u32, r),
+            // No model, or one whose figures do not fit the layout: a
+            // saturated bound would be a narrower interval, so none is
+            // published rather than a wrong one.
+            None => {
+                let st = if p.model.is_some() {
+                    Status::Disrupted
+                } else {
+                    p.status
+                };
+                s.status.store(st as u32, r);
+            }
         }
         if let Some((m, default_page)) = p.vmclock_marker {
             flags |= FLAG_VMCLOCK;
@@ -193,6 +278,38 @@ impl Writer {
         let s = self.seg();
         let g = s.generation.load(Ordering::Relaxed);
         s.generation.store(g | 1, Ordering::Release);
+    }
+}
+
+/// A model's figures as the layout stores them; `None` when one does not
+/// fit an i64 (then no model is published: clamping would narrow).
+struct Fields {
+    lo: i64,
+    hi: i64,
+    rate: i64,
+    phi: i64,
+    wander: i64,
+    phi_hw: i64,
+    utc_offset: i64,
+    leap: Option<(i64, i64, LeapPhase)>,
+}
+
+impl Fields {
+    fn of(m: &Model) -> Option<Fields> {
+        let f = |v: i128| i64::try_from(v).ok();
+        Some(Fields {
+            lo: f(m.bound.lo.0)?,
+            hi: f(m.bound.hi.0)?,
+            rate: f(m.ageing.rate.0)?,
+            phi: f(m.ageing.phi.0)?,
+            wander: f(m.ageing.wander.0)?,
+            phi_hw: f(m.ageing.phi_hw.0)?,
+            utc_offset: f(m.utc.offset.0)?,
+            leap: match m.utc.leap {
+                Some(l) => Some((f(l.at.0)?, f(l.delta.0)?, l.phase)),
+                None => None,
+            },
+        })
     }
 }
 
@@ -225,6 +342,8 @@ pub struct FastRead {
     pub written_at: i64,
     /// The VMClock marker (valid when `flags & FLAG_VMCLOCK`).
     pub vmclock_marker: u64,
+    /// The writer's time namespace (inode, device; zeros if unknown).
+    pub timens: (u64, u64),
 }
 
 /// The readers' side: a read-only mapping.
@@ -326,6 +445,7 @@ impl Reader {
                 epoch: s.epoch.load(r),
                 written_at: s.written_at_ns.load(r),
                 vmclock_marker: s.vmclock_marker.load(r),
+                timens: (s.timens_ino.load(r), s.timens_dev.load(r)),
             }
         })
     }
@@ -351,11 +471,14 @@ impl Reader {
                 Steady(s.evidence_to_ns.load(r)),
             )
         });
-        let leap = (flags & FLAG_LEAP != 0).then(|| {
-            (
-                RefTime(s.leap_at_ns.load(r) as i128),
-                Nanos(s.leap_delta_ns.load(r) as i128),
-            )
+        let leap = (flags & FLAG_LEAP != 0).then(|| LeapMark {
+            at: RefTime(s.leap_at_ns.load(r) as i128),
+            delta: Nanos(s.leap_delta_ns.load(r) as i128),
+            phase: if flags & FLAG_LEAP_PENDING != 0 {
+                LeapPhase::Pending
+            } else {
+                LeapPhase::Done
+            },
         });
         Model {
             anchor: Steady(s.anchor_ns.load(r)),

@@ -1,14 +1,14 @@
-//! Named scenarios and the per-scenario report printed by
-//! `cargo run --release --example simulate -- --json`.
+//! Named scenarios, run by `cargo run --release --example simulate -- --json`
+//! and (fewer seeds) by `tests/simulation.rs`.
 
-use super::world::{
-    run, Behaviour, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario,
-    ServerSpec,
+pub use super::report::{report, run_seeds, Report};
+use super::spec::{
+    Behaviour, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, Scenario, ServerSpec, StampSpec,
+    Strategy,
 };
 use crate::core::engine::EngineConfig;
-use crate::core::model::Status;
+use crate::core::leap::LeapTable;
 use crate::core::time::Nanos;
-use serde::Serialize;
 
 const S: i64 = 1_000_000_000;
 const H: i64 = 3600 * S;
@@ -34,17 +34,18 @@ fn base(name: &'static str, servers: Vec<ServerSpec>, hours: f64) -> Scenario {
         osc: osc(),
         events: vec![],
         duration_ns: (hours * H as f64) as i64,
-        engine: EngineConfig::with_poll(Nanos::from_secs(16)),
+        engine: EngineConfig::new(Nanos::from_secs(16), 0),
+        stamps: StampSpec::userspace(),
         check_every_ns: S,
         fault_at_ns: None,
         leap: None,
-        leapfree_offset_ns: 0,
+        leap_table: LeapTable::default(),
     }
 }
 
 /// A 1 s poll over a loopback-like path (the integration tests' regime).
 fn fast_loopback(s: &mut Scenario) {
-    s.engine = EngineConfig::with_poll(Nanos::from_secs(1));
+    s.engine = EngineConfig::new(Nanos::from_secs(1), 0);
     s.net.out = PathSpec {
         base_ns: 5_000,
         jitter_mean_ns: 5_000,
@@ -169,20 +170,62 @@ pub fn all(hours: f64) -> Vec<Scenario> {
 
     // A leap second inserted at 1 h, announced 30 min before; one server
     // applies it 30 s late, another announces a deletion nobody else does.
-    let mut s = base("leap_second", honest(5), long);
-    s.leap = Some(LeapSpec {
+    let leap = LeapSpec {
         at_ns: H,
         announce_ns: H / 2,
         late: Some((3, 30 * S)),
         bogus_announcer: Some(4),
-    });
+        happens: true,
+    };
+    let mut s = base("leap_second", honest(5), long);
+    s.leap = Some(leap);
     // The same on a host whose leap-second list already counts one leap
     // after 2017: the leap-free timescale starts at UTC + 1 s.
     let mut t = s.clone();
     t.name = "leap_second_listed";
-    t.leapfree_offset_ns = crate::core::time::NS_PER_S;
+    t.leap_table = LeapTable::parse("3692217600 37\n3786825600 38\n").expect("valid list");
     v.push(s);
     v.push(t);
+    // Announced 25.5 h before the month end (real servers announce days or
+    // weeks ahead): a review found a day-end schedule shifting UTC by -1 s
+    // at the wrong midnight.
+    let mut s = base("leap_announced_early", honest(5), 28.0f64.max(hours));
+    s.leap = Some(LeapSpec {
+        at_ns: 27 * H,
+        announce_ns: 51 * H / 2,
+        ..leap
+    });
+    v.push(s);
+    // A majority announces a leap that never happens: the bits clear at the
+    // instant and nobody steps. The UTC view widens, then the leap is
+    // cancelled (before, UTC stayed a second off until restart).
+    let mut s = base("leap_never_happens", honest(5), long);
+    s.leap = Some(LeapSpec {
+        happens: false,
+        late: None,
+        ..leap
+    });
+    v.push(s);
+
+    // Kernel receive stamps with the system clock stepped every few seconds
+    // by up to +-5 ms, with and without a watcher that sees every set: t4
+    // must never be mapped before the reply's arrival.
+    for (name, watcher) in [
+        ("kernel_stamps_step_storm", true),
+        ("kernel_stamps_step_storm_unwatched", false),
+    ] {
+        let mut s = base(name, honest(4), hours);
+        fast_loopback(&mut s);
+        s.stamps = StampSpec {
+            kernel: true,
+            watcher,
+            recv_lag_mean_ns: 20_000,
+        };
+        s.events = vec![(0, LocalEvent::RealtimeStepStorm(2 * S, 5_000_000))];
+        v.push(s);
+    }
+
+    byzantine(&mut v, hours);
 
     // Outside the assumptions: must be detected.
     let mut s = base("frequency_step", honest(4), long);
@@ -236,127 +279,53 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     v
 }
 
-/// One line of the simulation report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Scenario name.
-    pub scenario: &'static str,
-    /// Whether it stays inside the assumptions.
-    pub within_assumptions: bool,
-    /// Seeds run.
-    pub seeds: u64,
-    /// Intervals checked against true time.
-    pub intervals: u64,
-    /// Intervals that missed true time.
-    pub violations: u64,
-    /// Of those, how many while the status read synchronized.
-    pub violations_synchronized: u64,
-    /// Of those, how many after the fault was first detected.
-    pub violations_synchronized_after_detection: u64,
-    /// Median half-width at synchronized checks.
-    pub median_epsilon_ns: i64,
-    /// 99th percentile half-width at synchronized checks.
-    pub p99_epsilon_ns: i64,
-    /// Median half-width of the unaged fault-tolerant hull of each source's
-    /// freshest sample, at the same checks.
-    pub floor_ns: i64,
-    /// Checks per status: unknown, synchronized, free_running, disrupted.
-    pub checks_by_status: [u64; 4],
-    /// Checks where the interval narrowed without new evidence (must be 0).
-    pub shrunk_without_evidence: u64,
-    /// Bound violations the engine's self-audit counted.
-    pub engine_violations: u64,
-    /// REALTIME steps injected / detected.
-    pub steps_injected: u64,
-    /// REALTIME steps the engine detected.
-    pub steps_detected: u64,
-    /// Outside the assumptions: whether every seed detected the fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detected: Option<bool>,
-    /// Outside the assumptions: the slowest detection (ns after the fault).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub worst_detection_delay_ns: Option<i64>,
-    /// Status transitions of the first seed: (seconds, status).
-    pub transitions_seed0: Vec<(f64, &'static str)>,
-}
-
-fn pct(v: &mut [i64], p: f64) -> i64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    let i = ((v.len() - 1) as f64 * p).round() as usize;
-    v[i]
-}
-
-/// Combine the runs of one scenario.
-pub fn report(sc: &Scenario, runs: &[RunStats]) -> Report {
-    let mut eps: Vec<i64> = runs
-        .iter()
-        .flat_map(|r| r.eps_sync.iter().copied())
-        .collect();
-    let mut floor: Vec<i64> = runs.iter().flat_map(|r| r.floor.iter().copied()).collect();
-    let mut by_status = [0u64; 4];
-    for r in runs {
-        for (a, b) in by_status.iter_mut().zip(r.by_status) {
-            *a += b;
-        }
-    }
-    let outside = !sc.within_assumptions;
-    Report {
-        scenario: sc.name,
-        within_assumptions: sc.within_assumptions,
-        seeds: runs.len() as u64,
-        intervals: runs.iter().map(|r| r.intervals).sum(),
-        violations: runs.iter().map(|r| r.violations).sum(),
-        violations_synchronized: runs.iter().map(|r| r.violations_synchronized).sum(),
-        violations_synchronized_after_detection: runs
-            .iter()
-            .map(|r| r.violations_synchronized_after_detection)
-            .sum(),
-        median_epsilon_ns: pct(&mut eps, 0.5),
-        p99_epsilon_ns: pct(&mut eps, 0.99),
-        floor_ns: pct(&mut floor, 0.5),
-        checks_by_status: by_status,
-        shrunk_without_evidence: runs.iter().map(|r| r.shrunk_without_evidence).sum(),
-        engine_violations: runs.iter().map(|r| r.engine_violations).sum(),
-        steps_injected: runs.iter().map(|r| r.steps_injected).sum(),
-        steps_detected: runs.iter().map(|r| r.steps_detected).sum(),
-        detected: outside.then(|| runs.iter().all(|r| r.detection_delay_ns.is_some())),
-        worst_detection_delay_ns: if outside {
-            runs.iter().filter_map(|r| r.detection_delay_ns).max()
-        } else {
-            None
-        },
-        transitions_seed0: runs
-            .first()
-            .map(|r| {
-                r.transitions
-                    .iter()
-                    .map(|(x, s)| (*x as f64 / 1e9, Status::as_str(*s)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
-}
-
-/// Run `seeds` seeds of `sc` on up to `threads` threads.
-pub fn run_seeds(sc: &Scenario, seeds: u64, threads: usize) -> Vec<RunStats> {
-    let threads = threads.max(1) as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (0..seeds)
-                        .filter(|s| s % threads == t)
-                        .map(|s| run(sc, 0x5eed_0000 + s))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+/// Up to f sources controlled by a Byzantine strategy that chooses every
+/// field of every reply: inside the assumptions, so every interval must
+/// hold true time.
+fn byzantine(v: &mut Vec<Scenario>, hours: f64) {
+    let one = |name, strategy| {
+        let mut servers = honest(3);
+        servers.push(ServerSpec::byzantine(strategy));
+        base(name, servers, hours)
+    };
+    v.push(one("byzantine_random", Strategy::Random));
+    v.push(one(
+        "byzantine_era_walk_forward",
+        Strategy::EraWalk { forward: true },
+    ));
+    v.push(one(
+        "byzantine_era_walk_back",
+        Strategy::EraWalk { forward: false },
+    ));
+    v.push(one("byzantine_half_era", Strategy::HalfEra));
+    v.push(one("byzantine_stale", Strategy::Stale));
+    // Two of five overlapping the honest intervals by half and by nine
+    // tenths of their width, excluding truth.
+    let mut servers = honest(3);
+    servers.push(ServerSpec::byzantine(Strategy::Overlap { permille: 500 }));
+    servers.push(ServerSpec::byzantine(Strategy::Overlap { permille: 900 }));
+    v.push(base("byzantine_overlap", servers, hours));
+    // Two of five with lying leap bits while the honest three announce a
+    // real leap early; one of them applies it late.
+    let mut servers = honest(3);
+    servers.push(ServerSpec::byzantine(Strategy::LeapBits));
+    servers.push(ServerSpec::byzantine(Strategy::LeapBits));
+    let mut s = base("byzantine_leap", servers, hours.max(2.0));
+    s.leap = Some(LeapSpec {
+        at_ns: H,
+        announce_ns: 40 * H,
+        late: Some((2, 20 * S)),
+        bogus_announcer: None,
+        happens: true,
+    });
+    v.push(s);
+    // Three of seven, each playing a different strategy on every reply, on
+    // a lossy network with replays.
+    let mut servers = honest(4);
+    servers.extend([ServerSpec::byzantine(Strategy::Mixed); 3]);
+    let mut s = base("byzantine_mixed", servers, hours);
+    s.net.loss = 0.1;
+    s.net.duplicate = 0.05;
+    s.net.replay = 0.05;
+    v.push(s);
 }
