@@ -49,7 +49,7 @@ pub const SUSPEND_TOLERANCE_NS: i64 = 1_000_000;
 /// (a preemption between the three reads looks like one).
 const STRICT_TRIES: u32 = 4;
 
-/// The strict read (DESIGN.md "Timelines"): MONOTONIC, MONOTONIC_RAW and
+/// The strict read (docs/model.md, "Timelines"): MONOTONIC, MONOTONIC_RAW and
 /// BOOTTIME, checking that BOOTTIME - MONOTONIC still equals `offs_boot_ns`
 /// (what the writer saw). Returns the RAW instant and the mismatch to add to
 /// the error bound, or `Err(mismatch)` when the host was suspended since.

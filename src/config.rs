@@ -57,7 +57,7 @@ pub struct ServerConfig {
     pub dispersion_aged_by_server: bool,
 }
 
-/// Oscillator assumptions (DESIGN.md "Rate evidence").
+/// Oscillator assumptions (docs/model.md, "Rate and ageing").
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssumptionsConfig {

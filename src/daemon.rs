@@ -604,8 +604,20 @@ impl Agent {
                 name: s.name.clone(),
                 address: s.address,
                 report,
+                duplicate_of: s.duplicate_of.clone(),
             })
             .collect();
+        let ls = e.leap_state();
+        let m = ls.mapping();
+        let pending = m
+            .leap
+            .filter(|l| l.phase == crate::core::leap::LeapPhase::Pending);
+        let leap = crate::snapshot::LeapView {
+            pending_at_unix_ns: ls.pending_at().map(|t| crate::core::time::clamp_i64(t.0)),
+            pending_delta_ns: pending.map(|l| crate::core::time::clamp_i64(l.delta.0)),
+            leapfree_minus_utc_ns: crate::core::time::clamp_i64(ls.offset().0),
+            cancelled: ls.cancelled(),
+        };
         let status_without_model = e.status_at(now);
         if let Some(w) = &self.shm {
             // A dead or frozen daemon must show as a status change within
@@ -641,6 +653,7 @@ impl Agent {
             s.violations = violations;
             s.refreshed_at = now;
             s.offs_boot_ns = offs_boot;
+            s.leap = leap;
         });
     }
 

@@ -98,6 +98,9 @@ struct SourceJson {
     timeouts: u64,
     replies_invalid: u64,
     replies_unexpected: u64,
+    replies_implausible: u64,
+    kernel_stamp_fallbacks: u64,
+    duplicate_of: Option<String>,
 }
 
 fn ns(n: crate::core::time::Nanos) -> i64 {
@@ -125,13 +128,19 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
             timeouts: v.report.counters.timeout,
             replies_invalid: v.report.counters.invalid,
             replies_unexpected: v.report.counters.unexpected,
+            replies_implausible: v.report.counters.implausible,
+            kernel_stamp_fallbacks: v.report.counters.kernel_stamp_fallbacks,
+            duplicate_of: v.duplicate_of.clone(),
         })
         .collect();
     Json(json!({
         "status": r.status,
         "earliest_ns": r.earliest_ns,
         "latest_ns": r.latest_ns,
+        "earliest_leapfree_ns": r.earliest_leapfree_ns,
+        "latest_leapfree_ns": r.latest_leapfree_ns,
         "epsilon_ns": r.epsilon_ns,
+        "leap": snap.leap,
         "offset_ns": snap.realtime_offset.map(|o| clamp_i64(o.0)),
         "offset_uncertainty_ns": snap.realtime_offset.map(|o| clamp_i64(o.1)),
         "frequency_ppm": snap.frequency_ppm,

@@ -17,6 +17,22 @@ pub struct SourceView {
     pub address: Option<std::net::SocketAddr>,
     /// The core's figures.
     pub report: SourceReport,
+    /// Every address its name resolves to is used by these other sources.
+    pub duplicate_of: Option<String>,
+}
+
+/// The leap-second state, as shown in `/v1/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct LeapView {
+    /// A leap announced by a quorum, not yet resolved: its UTC instant
+    /// (Unix ns). The UTC view is the hull of both readings after it.
+    pub pending_at_unix_ns: Option<i64>,
+    /// +1 s insertion, -1 s deletion (ns), when pending.
+    pub pending_delta_ns: Option<i64>,
+    /// Leap-free minus UTC now (ns).
+    pub leapfree_minus_utc_ns: i64,
+    /// Announced leaps that did not happen.
+    pub cancelled: u64,
 }
 
 /// Everything the daemon publishes.
@@ -48,6 +64,8 @@ pub struct Snapshot {
     pub refreshed_at: Steady,
     /// BOOTTIME - MONOTONIC at the last refresh (the strict read's check).
     pub offs_boot_ns: i64,
+    /// Leap seconds.
+    pub leap: LeapView,
 }
 
 impl Default for Snapshot {
@@ -65,6 +83,7 @@ impl Default for Snapshot {
             vmclock: None,
             refreshed_at: Steady(0),
             offs_boot_ns: crate::clock::boot_offset().0,
+            leap: LeapView::default(),
         }
     }
 }

@@ -15,7 +15,7 @@
 //! phi_hw bounds the rate itself. `g(t)` is the farthest `t` is from any instant
 //! of the evidence span, so `D * g(t)` bounds how far the rate at `t` can be
 //! from the measured mean. With the anchor at the end of the evidence window
-//! this is DESIGN.md's `phi_m*Delta + D*Delta*(Delta/2 + W)`.
+//! this is `phi_m*Delta + D*Delta*(Delta/2 + W)` (docs/model.md).
 //!
 //! This module never reads a clock; it must stay a pure function of its inputs
 //! because the shared-memory reader runs exactly this code.
@@ -378,18 +378,26 @@ mod tests {
 
     proptest::proptest! {
         /// The fixed-point fast form always contains the exact interval and
-        /// is at most a few ns wider.
+        /// is at most a few ns wider, over every range the config accepts:
+        /// phi_hw up to 10 000 ppm, D up to 10^6 ppb/s, rate windows up to a
+        /// day, holdover up to 30 days. Where it cannot be exact enough it
+        /// declines (readers then take the exact path).
         #[test]
         fn fast_form_contains_exact(
-            rate in -200_000_000i128..200_000_000,
-            phi in 1_000_000i128..200_000_000,
-            wander in 0i128..1_000_000,
-            span in 1i64..2_000_000_000_000,
-            back in 0i64..1_000_000_000_000,
-            delta in 0i64..10_000_000_000_000,
+            phi_hw in 1_000_000i128..10_000_000_000,
+            rate_frac in -1.0f64..1.0,
+            phi_frac in 0.0f64..1.0,
+            wander in 0i128..1_000_000_000,
+            span in 1i64..86_400_000_000_000,
+            back in 0i64..86_400_000_000_000,
+            delta in 0i64..2_592_000_000_000_000,
+            small_delta: bool,
             evidence: bool,
         ) {
-            let anchor = Steady(5_000_000_000_000);
+            let rate = (phi_hw as f64 * rate_frac) as i128;
+            let phi = 1_000 + (phi_hw as f64 * phi_frac) as i128;
+            let delta = if small_delta { delta % 100_000_000_000 } else { delta };
+            let anchor = Steady(5_000_000_000_000_000);
             let m = Model {
                 anchor,
                 bound: Interval { lo: RefTime(1_000), hi: RefTime(50_000) },
@@ -398,18 +406,19 @@ mod tests {
                     phi: Rate(phi),
                     evidence: evidence.then(|| (anchor.plus(Nanos(-(back + span) as i128)), anchor.plus(Nanos(-back as i128)))),
                     wander: Rate(wander),
-                    phi_hw: Rate::from_ppm(200),
+                    phi_hw: Rate(phi_hw),
                 },
                 status: Status::Synchronized,
                 sync_until: anchor,
                 void_after: anchor,
                 utc: UtcMapping::default(),
             };
-            let f = FastForm::of(&m).unwrap();
-            let exact = m.interval_at(anchor.plus(Nanos(delta as i128))).interval;
-            let (lo, hi) = f.bound_at(1_000, 50_000, delta);
-            proptest::prop_assert!(lo <= exact.lo.0 && hi >= exact.hi.0, "{lo} {hi} vs {exact:?}");
-            proptest::prop_assert!(exact.lo.0 - lo <= 8 && hi - exact.hi.0 <= 10, "{lo} {hi} vs {exact:?}");
+            if let Some(f) = FastForm::of(&m) {
+                let exact = m.interval_at(anchor.plus(Nanos(delta as i128))).interval;
+                let (lo, hi) = f.bound_at(1_000, 50_000, delta);
+                proptest::prop_assert!(lo <= exact.lo.0 && hi >= exact.hi.0, "{lo} {hi} vs {exact:?}");
+                proptest::prop_assert!(exact.lo.0 - lo <= 8 && hi - exact.hi.0 <= 10, "{lo} {hi} vs {exact:?}");
+            }
         }
     }
 

@@ -101,6 +101,14 @@ impl Drop for Guard {
     }
 }
 
+/// The agent binary: this build's, or `SKEWD_BIN` (to replay a test against
+/// another build, e.g. to show it fails on an older `main`).
+pub fn skewd_bin() -> PathBuf {
+    std::env::var_os("SKEWD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skewd")))
+}
+
 pub fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("skewd-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -137,9 +145,20 @@ pub fn start_agent_env(
     extra: &[&str],
     env: &[(&str, std::ffi::OsString)],
 ) -> (Agent, SocketAddr) {
-    let dir = temp_dir(tag);
+    start_agent_in(temp_dir(tag), tag, servers, extra, env)
+}
+
+/// [`start_agent_env`] in a directory the test prepared (segment, drift
+/// file and log live there).
+pub fn start_agent_in(
+    dir: TempDir,
+    tag: &str,
+    servers: &[SocketAddr],
+    extra: &[&str],
+    env: &[(&str, std::ffi::OsString)],
+) -> (Agent, SocketAddr) {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skewd"));
+    let mut cmd = Command::new(skewd_bin());
     cmd.arg("run")
         .arg("--listen")
         .arg(listen.to_string())
@@ -237,6 +256,9 @@ pub struct FakeSpec {
     pub root_dispersion: u32,
     /// Answer with random bytes of random length instead of NTP.
     pub garbage: bool,
+    /// Walk the NTP era: the first reply is (2^31 - 10^8) s ahead of the
+    /// host clock, every later one twice that (the review's attack).
+    pub era_walk: bool,
 }
 
 impl FakeSpec {
@@ -247,6 +269,7 @@ impl FakeSpec {
             delay_ns: 0,
             root_dispersion: 0,
             garbage: false,
+            era_walk: false,
         }
     }
 }
@@ -270,6 +293,7 @@ impl FakeServer {
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             let mut rng = 0x1234_5678_9abc_def0u64 ^ addr.port() as u64;
+            let mut replies = 0i128;
             while !s2.load(Ordering::Relaxed) {
                 let Ok((n, peer)) = sock.recv_from(&mut buf) else {
                     continue;
@@ -298,11 +322,17 @@ impl FakeServer {
                 let Ok(q) = Packet::parse(&buf[..n]) else {
                     continue;
                 };
-                let t2 = realtime_ns() + spec.offset_ns as i128;
+                replies += 1;
+                let era = if spec.era_walk {
+                    replies.min(2) * ((1i128 << 31) - 100_000_000) * NS_PER_S
+                } else {
+                    0
+                };
+                let t2 = realtime_ns() + spec.offset_ns as i128 + era;
                 if spec.delay_ns > 0 {
                     std::thread::sleep(Duration::from_nanos(spec.delay_ns));
                 }
-                let t3 = realtime_ns() + spec.offset_ns as i128;
+                let t3 = realtime_ns() + spec.offset_ns as i128 + era;
                 let reply = Packet {
                     leap: Leap::None,
                     version: 4,
