@@ -235,9 +235,22 @@ fn one_server_never_fills_two_slots() {
     let name = format!("localhost:{}", addrs[0].port());
     let (agent, http) = start_agent("dup-run", &addrs, &["--poll", "1s", "--server", &name]);
     assert!(wait_until(Duration::from_secs(15), || synced(http)));
+    // The name resolves in the background; the snapshot shows it at the
+    // next refresh.
+    let named = |st: &serde_json::Value| {
+        st["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name.as_str())
+            .cloned()
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(5), || {
+        !named(&get_json(http, "/v1/status"))["duplicate_of"].is_null()
+    });
     let st = get_json(http, "/v1/status");
-    let sources = st["sources"].as_array().unwrap();
-    let named = sources.iter().find(|s| s["name"] == name.as_str()).unwrap();
+    let named = named(&st);
     assert!(named["address"].is_null(), "{st}");
     assert_eq!(named["duplicate_of"], addrs[0].to_string(), "{st}");
     let log = std::fs::read_to_string(agent.dir.join("log")).unwrap();
