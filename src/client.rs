@@ -70,12 +70,12 @@ pub enum ClientError {
     /// This process is in another time namespace than the agent (a
     /// container with its own MONOTONIC/BOOTTIME offsets), or cannot tell
     /// which one it is in: its clocks are not the agent's timeline.
-    #[error("this process is in another time namespace than the agent (ours {ours:?}, the agent's {agent:?}): read the interval over HTTP instead")]
+    #[error("this process is in another time namespace than the agent (ours {ours:?}, the agent's {agent:?}; unknown where /proc/self/ns/time cannot be read): read the interval over HTTP instead")]
     ForeignTimeNamespace {
         /// This process's namespace (inode, device), if known.
         ours: Option<(u64, u64)>,
-        /// The agent's.
-        agent: (u64, u64),
+        /// The agent's, if it could tell.
+        agent: Option<(u64, u64)>,
     },
     /// The interval does not fit 64-bit nanoseconds (beyond the year 2262):
     /// it is refused rather than clamped, which would narrow it.
@@ -208,10 +208,14 @@ impl Clock {
     #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {
         let f = self.reader.read_fast()?;
-        if f.timens != (0, 0) && self.timens != Some(f.timens) {
+        // Both sides must name the same namespace; only where neither can
+        // tell (no time namespaces, or /proc hidden from both) is there
+        // nothing to compare.
+        let agent_ns = (f.timens != (0, 0)).then_some(f.timens);
+        if agent_ns != self.timens {
             return Err(ClientError::ForeignTimeNamespace {
                 ours: self.timens,
-                agent: f.timens,
+                agent: agent_ns,
             });
         }
         if f.flags & FLAG_MODEL == 0 {
@@ -270,15 +274,10 @@ impl Clock {
         };
         lf = lf.widen(Nanos(extra), Nanos(extra));
         if self.clamp {
-            let lo = fit(lf.lo.0)?;
-            let epoch = f.epoch;
-            let floor = if self.last_epoch.swap(epoch, Ordering::Relaxed) == epoch {
-                self.last_earliest.fetch_max(lo, Ordering::Relaxed)
-            } else {
-                self.last_earliest.store(lo, Ordering::Relaxed);
-                lo
-            };
-            lf.lo = RefTime(lf.lo.0.max(floor as i128).min(lf.hi.0));
+            lf.lo = RefTime(
+                self.clamped(fit(lf.lo.0)?, fit(lf.hi.0)?, &f, status)
+                    .into(),
+            );
         }
         let utc = match model {
             Some(m) => m.utc.to_utc(lf),
@@ -298,6 +297,30 @@ impl Clock {
             },
             status,
         })
+    }
+
+    /// The monotone clamp of the leap-free `earliest` (see
+    /// [`Clock::with_monotonic_earliest`]). The floor is kept per agent
+    /// start and per count of bound violations: once the agent has found a
+    /// model wrong, an earliest taken from it proves nothing. A floor above
+    /// this read's `latest` says the same (one of the two is wrong): it is
+    /// dropped, never used to collapse the interval. Unusable statuses
+    /// restart it too.
+    fn clamped(&self, lo: i64, hi: i64, f: &crate::shm::FastRead, status: Status) -> i64 {
+        let key = f
+            .epoch
+            .wrapping_add(f.violations.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let same = self.last_epoch.swap(key, Ordering::Relaxed) == key;
+        if !same || !wait::usable(status) {
+            self.last_earliest.store(lo, Ordering::Relaxed);
+            return lo;
+        }
+        let floor = self.last_earliest.fetch_max(lo, Ordering::Relaxed);
+        if floor > hi {
+            self.last_earliest.store(lo, Ordering::Relaxed);
+            return lo;
+        }
+        lo.max(floor)
     }
 
     /// One read as a waiter sees it, on timescale `S`.

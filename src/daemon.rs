@@ -291,9 +291,9 @@ fn open_vmclock(path: &Path, named: bool) -> Option<crate::shm::vmclock::Watch> 
 /// timescale starts is looked up in it at the UTC of the first model (the
 /// sources' time, never this host's REALTIME); a list that contradicts the
 /// known origin is refused.
-fn leap_table() -> LeapTable {
+fn leap_table(state_dir: &Path) -> LeapTable {
     let path = Path::new(crate::leaps::DEFAULT_PATH);
-    match crate::leaps::load(path) {
+    let mut table = match crate::leaps::load(path) {
         Ok(t) => {
             let now_s = (clock::realtime().0 / crate::core::time::NS_PER_S) as i64;
             if t.expired(now_s) {
@@ -308,6 +308,37 @@ fn leap_table() -> LeapTable {
             tracing::warn!("not using the leap-second list: {e}; the leap-free timescale assumes no leap second since 2017 (none has been announced)");
             LeapTable::default()
         }
+    };
+    // Leaps this agent saw happen, beyond an expired list: a restart keeps
+    // the same leap-free timescale.
+    for (at, tai) in load_seen_leaps(state_dir) {
+        if table.extend(at, tai) {
+            tracing::info!("leap second seen at {at} (Unix s) kept from the state directory: TAI - UTC = {tai} s");
+        }
+    }
+    table
+}
+
+const SEEN_LEAPS: &str = "leap-seconds-seen.json";
+
+/// `(from_unix_s, tai_minus_utc_s)` of leaps seen happening.
+fn load_seen_leaps(dir: &Path) -> Vec<(i64, i64)> {
+    std::fs::read_to_string(dir.join(SEEN_LEAPS))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn save_seen_leap(dir: &Path, at_unix_s: i64, tai_minus_utc_s: i64) {
+    let mut v = load_seen_leaps(dir);
+    if !v.iter().any(|e| e.0 == at_unix_s) {
+        v.push((at_unix_s, tai_minus_utc_s));
+    }
+    let ok = serde_json::to_vec(&v)
+        .ok()
+        .and_then(|b| std::fs::write(dir.join(SEEN_LEAPS), b).ok());
+    if ok.is_none() {
+        tracing::warn!("could not record the leap second in {}", dir.display());
     }
 }
 
@@ -408,7 +439,7 @@ impl Agent {
                 dispersion_aged_by_server: *yes,
             })
             .collect();
-        cfg.leap_table = leap_table();
+        cfg.leap_table = leap_table(&opts.state_dir);
         cfg.rate_hint = load_drift(&opts.state_dir, cfg.assumptions.phi_hw, &clocksource);
         if let Some(r) = cfg.rate_hint {
             tracing::info!("drift file: centring the rate on {:.3} ppm", r.as_ppm_f64());
@@ -635,6 +666,7 @@ impl Agent {
                 clocksource: self.clocksource.clone().unwrap_or_default(),
                 boot_id: self.boot_id.clone(),
                 written_at_ns: now.0,
+                violations: e.violations(),
                 vmclock_marker: self
                     .vmclock
                     .as_ref()
@@ -787,7 +819,17 @@ impl Agent {
                     "a leap second is announced by a quorum of the sources for {} (Unix s): the UTC view widens by a second from then until the sources show whether it happened",
                     at.0 / crate::core::time::NS_PER_S
                 ),
-                LeapEvent::Completed => tracing::info!("the leap second was applied by the sources"),
+                LeapEvent::Completed { at_utc, delta } => {
+                    tracing::info!("the leap second was applied by the sources");
+                    let at_s = (at_utc.0 / crate::core::time::NS_PER_S) as i64;
+                    let table = self.engine.config().leap_table.clone();
+                    if let Some(before) = table.tai_utc_at(at_s - 1) {
+                        let after = before + (delta.0 / crate::core::time::NS_PER_S) as i64;
+                        if table.tai_utc_at(at_s) != Some(after) {
+                            save_seen_leap(&self.state_dir, at_s, after);
+                        }
+                    }
+                }
                 LeapEvent::Cancelled => {
                     tracing::warn!("the announced leap second did not happen: cancelled")
                 }

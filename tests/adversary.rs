@@ -256,3 +256,128 @@ fn one_server_never_fills_two_slots() {
     let log = std::fs::read_to_string(agent.dir.join("log")).unwrap();
     assert!(log.contains("already used by"), "{log}");
 }
+
+/// The segment is world-readable, and `flock` works through a read-only
+/// descriptor: a local user holding it used to keep every agent from
+/// starting. The writer's lock is now on a separate 0600 file that readers
+/// cannot open.
+#[test]
+fn a_reader_cannot_lock_the_agent_out() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 || !have("setpriv") {
+        eprintln!("SKIPPED: needs root and setpriv to act as another user");
+        return;
+    }
+    let servers = honest_fakes(&["127.0.0.137", "127.0.0.138", "127.0.0.139"]);
+    let addrs = addrs_of(&servers);
+    let (agent, http) = start_agent("lockout", &addrs, &["--poll", "1s"]);
+    assert!(wait_until(Duration::from_secs(15), || synced(http)));
+    let Agent { guard, dir } = agent;
+    drop(guard); // stopped: the segment stays
+    let shm = dir.join("clock");
+    let script = format!(
+        "import fcntl,os,sys,time\n\
+         fd=os.open('{seg}', os.O_RDONLY)\n\
+         fcntl.flock(fd, fcntl.LOCK_EX|fcntl.LOCK_NB)\n\
+         try:\n    os.open('{seg}.lock', os.O_RDONLY)\n    print('opened the lock file', flush=True)\n\
+         except PermissionError:\n    print('locked; lock file refused', flush=True)\n\
+         time.sleep(20)\n",
+        seg = shm.display()
+    );
+    let child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+        ])
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut holder = Guard {
+        child,
+        name: "nobody-flock".into(),
+    };
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(holder.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked; lock file refused");
+    let (_agent, http) = start_agent_in(dir, "lockout", &addrs, &["--poll", "1s"], &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || synced(http)),
+        "the agent did not start while a reader held the segment"
+    );
+    holder.stop();
+}
+
+/// An agent that cannot read /proc/self/ns/time (here /proc is an empty
+/// tmpfs in its mount namespace) used to write "unknown" into the segment,
+/// and readers then skipped the time-namespace check: a reader in a
+/// namespace 1 s ahead printed a synchronized interval a second early.
+/// Now a reader that knows its namespace refuses an agent that does not.
+#[test]
+fn an_agent_that_cannot_name_its_time_namespace_is_not_trusted_across_one() {
+    let probe = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /proc",
+        ])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: cannot mount over /proc in a private mount namespace here");
+        return;
+    }
+    let servers = honest_fakes(&["127.0.0.140", "127.0.0.141", "127.0.0.142"]);
+    let addrs = addrs_of(&servers);
+    let dir = temp_dir("timens-unknown");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut run = format!(
+        "mount -t tmpfs none /proc && exec {} run --listen {listen} --shm {}/clock --state-dir {} --poll 1s",
+        skewd_bin().display(),
+        dir.display(),
+        dir.display()
+    );
+    for a in &addrs {
+        run.push_str(&format!(" --server {a}"));
+    }
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(&run)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _agent = Guard {
+        child,
+        name: "skewd-no-proc".into(),
+    };
+    let http: std::net::SocketAddr = listen.parse().unwrap();
+    assert!(wait_until(Duration::from_secs(15), || synced(http)));
+    let now = |pre: &[&str]| {
+        let mut c = Command::new(pre.first().copied().unwrap_or("env"));
+        c.args(pre.iter().skip(1))
+            .arg(skewd_bin())
+            .args(["now", "--json", "--shm"]);
+        c.arg(dir.join("clock")).output().unwrap()
+    };
+    for pre in [
+        &["env"][..],
+        &["unshare", "--time", "--monotonic", "1", "--boottime", "1"][..],
+    ] {
+        let out = now(pre);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("another time namespace"),
+            "{pre:?}: {} / {err}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -38,6 +38,7 @@ fn around_now(utc: UtcMapping, status: Status, half_ns: i128) -> Published {
         clocksource: String::new(),
         boot_id: String::new(),
         written_at_ns: anchor.0,
+        violations: 0,
         vmclock_marker: None,
     }
 }
@@ -81,6 +82,59 @@ fn the_monotone_clamp_works_on_the_leap_free_scale() {
         after.utc.earliest < before.utc.earliest,
         "UTC repeats a second"
     );
+}
+
+fn publish_at(w: &Writer, lo: i128, width: i128) {
+    let mut p = around_now(UtcMapping::default(), Status::Synchronized, 0);
+    if let Some(m) = &mut p.model {
+        m.bound = Interval {
+            lo: RefTime(lo),
+            hi: RefTime(lo + width),
+        };
+    }
+    w.publish(&p);
+}
+
+/// The monotone clamp kept the earliest of a model the agent had already
+/// found wrong and replaced, and then handed out a zero-width interval
+/// above true time (found by a review). A floor above the new interval's
+/// latest is dropped, as is every floor once the agent counts a violation.
+#[test]
+fn the_clamp_never_outlives_a_replaced_model() {
+    let (_dir, path, w) = segment("clamp-replaced");
+    let clock = Clock::open_fast(&path)
+        .unwrap()
+        .with_monotonic_earliest(true);
+    let truth = 1_800_000_000_000_000_000i128;
+    // A model 5 s ahead of truth (a bound violation the agent is about to
+    // detect: e.g. the leap case in tests/leap_attacks.rs), read once.
+    publish_at(&w, truth + 5_000_000_000, 1_000_000);
+    let bad = clock.now().unwrap();
+    assert!(bad.leapfree.earliest.0 as i128 > truth);
+    // The agent detects it and publishes a correct, synchronized model
+    // (1 ms wide; truth is within ~100 us of its lower end at this read).
+    publish_at(&w, truth, 1_000_000);
+    let t = clock.now().unwrap();
+    assert_eq!(t.status, Status::Synchronized);
+    assert!(
+        t.leapfree.earliest.0 as i128 <= truth + 100_000 && t.epsilon_ns() > 0,
+        "the clamp kept the replaced model's earliest: {t:?} (truth ~{truth}, eps {} ns)",
+        t.epsilon_ns()
+    );
+    // A floor below the new latest is dropped too once the agent has
+    // counted a violation: the model it came from was wrong.
+    let mut p = around_now(UtcMapping::default(), Status::Synchronized, 0);
+    if let Some(m) = &mut p.model {
+        m.bound = Interval {
+            lo: RefTime(truth - 500_000),
+            hi: RefTime(truth + 600_000),
+        };
+    }
+    let _ = clock.now().unwrap();
+    p.violations = 1;
+    w.publish(&p);
+    let t = clock.now().unwrap();
+    assert!(t.leapfree.earliest.0 as i128 <= truth - 400_000, "{t:?}");
 }
 
 /// After a leap second, a UTC value and a leap-free value for the same

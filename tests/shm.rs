@@ -40,6 +40,7 @@ fn derived(c: i64) -> Published {
         clocksource: format!("cs{}", c % 97),
         boot_id: format!("b{}", c % 89),
         written_at_ns: c,
+        violations: c as u64 % 5,
         vmclock_marker: (c % 3 == 0).then_some((c as u64, c % 2 == 0)),
     }
 }

@@ -50,6 +50,7 @@ pub fn segment_with(tag: &str, vmclock_marker: Option<(u64, bool)>) -> (Writer, 
         clocksource: clock::clocksource().unwrap_or_default(),
         boot_id: String::new(),
         written_at_ns: 0,
+        violations: 0,
         vmclock_marker,
     });
     let _ = RefTime(0);

@@ -332,6 +332,7 @@ impl Engine {
         let round = self.round(sample.at);
         if let Some(m) = round.published {
             self.fix_origin(&m);
+            self.estimator.set_utc(self.leap.mapping());
         }
         if let (Ok(sel), Some(m)) = (round.selection, self.estimator.model()) {
             let bits: Vec<Option<Leap>> = self
@@ -340,7 +341,7 @@ impl Engine {
                 .map(|s| (s.used && !s.falseticker).then_some(s.leap_bit))
                 .collect();
             let utc_now = centre(m.utc_at(sample.at).interval);
-            if let Some(e) = self.leap.observe(&bits, sel.k, sel.f, utc_now) {
+            if let Some(e) = self.leap.observe(&bits, sel.f, utc_now) {
                 self.leap_events.push(e);
             }
         }

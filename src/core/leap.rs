@@ -11,11 +11,17 @@
 //!   by 5 s for the agent's whole life). A table that contradicts the known
 //!   origin (TAI − UTC = 37 s on 2017-01-01, steps of one second at month
 //!   starts) is refused when parsed.
-//! - **Announcement.** A leap is *pending* once at least `max(k − f, f + 1)`
-//!   of the valid, non-falseticker sources announce the same leap (a lone
-//!   falseticker's bit never counts). It happens at the end of the current
-//!   UTC *month* (RFC 5905: the bit announces the last minute of the month;
-//!   real servers set it days or weeks ahead).
+//! - **Announcement.** Honest sources agree on the leap bit, so when a real
+//!   leap is announced at most f of the k valid, non-falseticker sources
+//!   stay silent. A leap is therefore *pending* once some of them announce
+//!   it and at most f do not (with all N answering, f liars cannot schedule
+//!   one; during an outage a lone honest announcer still can), or when the
+//!   host's leap table lists one at the end of this month. Pending is always
+//!   sound — it only widens the UTC view — so doubt schedules. It happens at
+//!   the end of the current UTC *month* (RFC 5905: the bit announces the
+//!   last minute of the month; real servers set it days or weeks ahead). A
+//!   bit that vanishes cancels nothing: during an outage of honest servers,
+//!   f liars could withdraw it.
 //! - **Until resolved, both.** From the leap instant on, a source that has
 //!   not been seen to apply it is ambiguous: its interval is the hull of
 //!   "applied" and "not applied". It is resolved as applied once only that
@@ -25,13 +31,17 @@
 //!   assumes it happened.
 //! - **Complete or cancel, f-tolerantly.** Up to f sources may lie about
 //!   anything, leap handling included, and honest ones agree on whether the
-//!   leap happened (some apply it late, within [`LATE_ALLOWANCE`]). Once
-//!   f + 1 sources are seen to have applied it, at least one honest one has:
-//!   the offset moves by the leap and the UTC view shifts. Once f + 1 are
-//!   seen more than [`LATE_ALLOWANCE`] past the instant without having
-//!   applied it, at least one honest one never will: the leap is cancelled
-//!   and the UTC view stops widening. A leap whose announcement vanishes
-//!   before its instant is cancelled too. Until one of these, the hull.
+//!   leap happened (some apply it late, within [`LATE_ALLOWANCE`] — a
+//!   stated assumption). Once f + 1 sources are seen to have applied it, at
+//!   least one honest one has: the UTC view shifts. Sources not yet seen to
+//!   apply it stay ambiguous (a late honest server must not be read a
+//!   second off) until the allowance has passed; then every source is read
+//!   as having applied it. Once f + 1 are seen more than [`LATE_ALLOWANCE`]
+//!   past the instant without having applied it, at least one honest one
+//!   never will: the leap is cancelled and the UTC view stops widening.
+//!   When no model can tell (the timeline was interrupted at the leap), the
+//!   host's table decides if it covers the instant, else the announcement:
+//!   f + 1 sources announcing it up to the instant means it happened.
 
 use super::packet::Leap;
 use super::time::{end_of_month, Interval, Nanos, RefTime, NS_PER_S};
@@ -46,14 +56,30 @@ const NTP_TO_UNIX_S: i64 = 2_208_988_800;
 /// ~12 s; a server's own poll can delay it): a source still reading "not
 /// applied" this long after the instant counts against the leap.
 pub const LATE_ALLOWANCE: Nanos = Nanos(120 * NS_PER_S);
+/// When no source could be resolved by then, the leap is decided this long
+/// after its instant (the allowance plus a minute of polls).
+pub const DECIDE_AFTER: Nanos = Nanos(180 * NS_PER_S);
+/// No new leap is scheduled this soon after one was decided: stale bits of a
+/// late server (or a liar's) would otherwise schedule one a month later.
+const QUIET_AFTER: Nanos = Nanos(86_400 * NS_PER_S);
 
-/// The host's list of leap seconds: TAI − UTC from each instant on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The host's list of leap seconds: TAI − UTC from each instant on. The
+/// default knows only the origin (37 s from 2017-01-01).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeapTable {
     /// `(unix_s, tai_minus_utc_s)`, strictly increasing in time.
     entries: Vec<(i64, i64)>,
     /// When the list stops vouching that no further leap happened (Unix s).
     pub expires_unix_s: Option<i64>,
+}
+
+impl Default for LeapTable {
+    fn default() -> LeapTable {
+        LeapTable {
+            entries: vec![(ORIGIN_UNIX_S, TAI_UTC_ORIGIN_S)],
+            expires_unix_s: None,
+        }
+    }
 }
 
 impl LeapTable {
@@ -139,6 +165,53 @@ impl LeapTable {
         self.tai_utc_at(s).map_or(Nanos(0), |o| {
             Nanos::from_secs((o - TAI_UTC_ORIGIN_S).into())
         })
+    }
+
+    /// A leap the table lists at UTC instant `at` (Unix ns, a month start):
+    /// its size (+1 s insertion, -1 s deletion).
+    pub fn leap_at(&self, at: RefTime) -> Option<Nanos> {
+        let s = i64::try_from(at.0.div_euclid(NS_PER_S)).ok()?;
+        if at.0.rem_euclid(NS_PER_S) != 0 {
+            return None;
+        }
+        let i = self.entries.iter().position(|e| e.0 == s)?;
+        let before = self.entries.get(i.checked_sub(1)?)?.1;
+        Some(Nanos::from_secs((self.entries[i].1 - before).into()))
+    }
+
+    /// Whether the table vouches for UTC instant `at` (Unix ns): it lists
+    /// every leap up to its expiry, so before that an unlisted leap did not
+    /// happen. A table without an expiry vouches for nothing after its last
+    /// entry.
+    pub fn covers(&self, at: RefTime) -> bool {
+        let s = super::time::clamp_i64(at.0.div_euclid(NS_PER_S));
+        match (self.expires_unix_s, self.entries.last()) {
+            (Some(e), _) => s <= e,
+            (None, Some(last)) => s <= last.0,
+            (None, None) => false,
+        }
+    }
+
+    /// Add a leap seen happening (kept in the state directory so that a
+    /// restart with an expired list keeps the same timescale): `tai_utc_s`
+    /// in force from `unix_s`. Ignored unless it follows the last entry by
+    /// exactly one second at a month start.
+    pub fn extend(&mut self, unix_s: i64, tai_utc_s: i64) -> bool {
+        let ok = self.entries.last().is_some_and(|&(t, o)| {
+            unix_s > t
+                && (tai_utc_s - o).abs() == 1
+                && unix_s.rem_euclid(86_400) == 0
+                && super::time::civil_from_days(unix_s.div_euclid(86_400)).2 == 1
+        });
+        if ok {
+            self.entries.push((unix_s, tai_utc_s));
+        }
+        ok
+    }
+
+    /// The newest entry: `(unix_s, tai_minus_utc_s)`.
+    pub fn last(&self) -> Option<(i64, i64)> {
+        self.entries.last().copied()
     }
 
     /// Whether the list has expired at `unix_s` (a leap after its expiry
@@ -233,6 +306,11 @@ struct Pending {
     /// [`LATE_ALLOWANCE`] past the instant without having applied it, `None`
     /// not resolved (the latest evidence counts: a late server flips).
     resolved: Vec<Option<bool>>,
+    /// Per source: its newest bit before the instant announced this leap.
+    announced: Vec<bool>,
+    /// f + 1 sources were seen to apply it: the UTC view is shifted, while
+    /// sources not yet seen to apply it stay ambiguous until the allowance.
+    applied: bool,
 }
 
 /// The leap state of the engine.
@@ -250,18 +328,51 @@ pub struct LeapState {
     completed: Option<(RefTime, Nanos, Nanos)>,
     /// Leaps cancelled (announced by a quorum, then not applied).
     cancelled: u64,
+    /// The UTC instant of the last leap decided (completed or cancelled).
+    last_decided: Option<RefTime>,
     sources: usize,
 }
 
 /// What changed in one [`LeapState::observe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeapEvent {
-    /// A quorum announced a leap, scheduled at this UTC instant.
+    /// A leap is pending at this UTC instant (announced by f + 1 sources,
+    /// or listed in the host's table).
     Scheduled(RefTime),
-    /// Every valid source applied it.
-    Completed,
-    /// It will not happen (announcement withdrawn, or not applied).
+    /// It happened: from this UTC instant (Unix ns) TAI − UTC moved by
+    /// `delta` (the shell keeps it, so restarts stay on the same scale).
+    Completed {
+        /// The leap instant (UTC, Unix ns).
+        at_utc: RefTime,
+        /// +1 s insertion, −1 s deletion.
+        delta: Nanos,
+    },
+    /// It did not happen (f + 1 sources past it without having applied it).
     Cancelled,
+}
+
+/// Whether the bits allow a real leap `l`: some valid source announces it
+/// and at most f do not (honest sources agree on the bit).
+fn could_be_real(bits: &[Option<Leap>], l: Leap, f: usize) -> bool {
+    let k = bits.iter().flatten().count();
+    let a = bits.iter().filter(|b| **b == Some(l)).count();
+    a > 0 && k - a <= f
+}
+
+/// The leap the bits allow, if any. Both directions are possible only with
+/// k <= 2f valid sources; then the one more sources announce wins, and an
+/// insertion on a tie (no leap second has ever been deleted).
+fn direction(bits: &[Option<Leap>], f: usize) -> Option<Nanos> {
+    let count = |l: Leap| bits.iter().filter(|b| **b == Some(l)).count();
+    match (
+        could_be_real(bits, Leap::Insert, f),
+        could_be_real(bits, Leap::Delete, f),
+    ) {
+        (true, true) if count(Leap::Delete) > count(Leap::Insert) => Some(Nanos(-NS_PER_S)),
+        (true, _) => Some(Nanos(NS_PER_S)),
+        (false, true) => Some(Nanos(-NS_PER_S)),
+        (false, false) => None,
+    }
 }
 
 impl LeapState {
@@ -274,6 +385,7 @@ impl LeapState {
             pending: None,
             completed: None,
             cancelled: 0,
+            last_decided: None,
             sources,
         }
     }
@@ -316,7 +428,11 @@ impl LeapState {
                 leap: Some(LeapMark {
                     at: p.at_utc + self.offset,
                     delta: p.delta,
-                    phase: LeapPhase::Pending,
+                    phase: if p.applied {
+                        LeapPhase::Done
+                    } else {
+                        LeapPhase::Pending
+                    },
                 }),
             },
             (None, Some((at, delta, before))) => UtcMapping {
@@ -393,52 +509,108 @@ impl LeapState {
     }
 
     /// After a round: `bits[i]` is source `i`'s latest leap indicator when it
-    /// is valid and not a falseticker (`None` otherwise); `k`, `f` as in the
-    /// selection; `utc_now` the current UTC estimate (the model's centre).
+    /// is valid and not a falseticker (`None` otherwise); `f` the tolerated
+    /// faults; `utc_now` the current UTC estimate (the model's centre).
     pub fn observe(
         &mut self,
         bits: &[Option<Leap>],
-        k: usize,
         f: usize,
         utc_now: RefTime,
     ) -> Option<LeapEvent> {
-        let quorum = k.saturating_sub(f).max(f + 1);
-        let count = |l: Leap| bits.iter().filter(|b| **b == Some(l)).count();
-        let announced = if count(Leap::Insert) >= quorum {
-            Some(Nanos(NS_PER_S))
-        } else if count(Leap::Delete) >= quorum {
-            Some(Nanos(-NS_PER_S))
+        let Some(p) = &mut self.pending else {
+            return self.schedule(bits, f, utc_now);
+        };
+        let want = if p.delta > Nanos(0) {
+            Leap::Insert
         } else {
-            None
+            Leap::Delete
         };
-        let Some(p) = &self.pending else {
-            let delta = announced?;
-            let at_utc = end_of_month(utc_now);
-            self.pending = Some(Pending {
-                at_utc,
-                delta,
-                resolved: vec![None; self.sources],
-            });
-            return Some(LeapEvent::Scheduled(at_utc));
-        };
-        let resolved = |want: bool| p.resolved.iter().filter(|r| **r == Some(want)).count();
-        // At least one honest source applied it: it happened.
-        if resolved(true) > f {
-            self.completed = Some((p.at_utc + self.offset, p.delta, self.offset));
-            self.offset = self.offset + p.delta;
-            self.pending = None;
-            return Some(LeapEvent::Completed);
+        // Before the instant the bits may still change their mind about the
+        // direction (early on, with few sources valid, a lone liar's bit
+        // could schedule the wrong one and block the real one).
+        if utc_now < p.at_utc
+            && self.table.leap_at(p.at_utc).is_none()
+            && !could_be_real(bits, want, f)
+        {
+            if let Some(other) = direction(bits, f) {
+                p.delta = other;
+                p.resolved.iter_mut().for_each(|r| *r = None);
+                p.announced.iter_mut().for_each(|a| *a = false);
+                return self.observe(bits, f, utc_now);
+            }
         }
-        // At least one honest source is past it without having applied it,
-        // or the announcement was withdrawn before its last seconds: it
-        // never happens. (Honest servers keep the bit until they apply.)
-        let withdrawn_early = announced.is_none() && utc_now < p.at_utc - Nanos(2 * NS_PER_S);
-        if resolved(false) > f || withdrawn_early {
+        if utc_now < p.at_utc {
+            for (a, b) in p.announced.iter_mut().zip(bits) {
+                if let Some(b) = b {
+                    *a = *b == want;
+                }
+            }
+        }
+        let count = |v: &[Option<bool>], want: bool| v.iter().filter(|r| **r == Some(want)).count();
+        // At least one honest source applied it: it happened (the UTC view
+        // shifts; late sources stay ambiguous until the allowance).
+        if !p.applied && count(&p.resolved, true) > f {
+            p.applied = true;
+        }
+        // At least one honest source is past it without having applied it:
+        // it never happens.
+        if !p.applied && count(&p.resolved, false) > f {
+            let at = p.at_utc;
             self.pending = None;
             self.cancelled += 1;
+            self.last_decided = Some(at);
             return Some(LeapEvent::Cancelled);
         }
-        None
+        if utc_now < p.at_utc + DECIDE_AFTER {
+            return None;
+        }
+        // Decide. Without resolution by a model (the timeline was broken at
+        // the leap), the table if it vouches for the instant, else the
+        // announcement: f + 1 announcing up to the instant (at least one
+        // honest) means it happened.
+        let happened = p.applied
+            || if self.table.covers(p.at_utc) {
+                self.table.leap_at(p.at_utc) == Some(p.delta)
+            } else {
+                p.announced.iter().filter(|a| **a).count() > f
+            };
+        let (at, delta) = (p.at_utc, p.delta);
+        self.pending = None;
+        self.last_decided = Some(at);
+        if happened {
+            self.completed = Some((at + self.offset, delta, self.offset));
+            self.offset = self.offset + delta;
+            Some(LeapEvent::Completed { at_utc: at, delta })
+        } else {
+            self.cancelled += 1;
+            Some(LeapEvent::Cancelled)
+        }
+    }
+
+    /// Schedule a leap for the end of this month if the sources' bits allow
+    /// a real one (some announce it, at most f of the valid ones do not), or
+    /// the host's table lists it.
+    fn schedule(&mut self, bits: &[Option<Leap>], f: usize, utc_now: RefTime) -> Option<LeapEvent> {
+        if self.last_decided.is_some_and(|t| utc_now < t + QUIET_AFTER) {
+            return None;
+        }
+        let at_utc = end_of_month(utc_now);
+        let delta = self.table.leap_at(at_utc).or_else(|| direction(bits, f))?;
+        let want = if delta > Nanos(0) {
+            Leap::Insert
+        } else {
+            Leap::Delete
+        };
+        self.pending = Some(Pending {
+            at_utc,
+            delta,
+            resolved: vec![None; self.sources],
+            announced: (0..self.sources)
+                .map(|i| bits.get(i).copied().flatten() == Some(want))
+                .collect(),
+            applied: false,
+        });
+        Some(LeapEvent::Scheduled(at_utc))
     }
 
     /// Move every internal instant this state holds by `by` (the origin was
@@ -537,28 +709,50 @@ mod tests {
     }
 
     #[test]
-    fn quorum_falseticker_bits_and_month_end() {
+    fn a_leap_is_pending_unless_more_than_f_valid_sources_deny_it() {
         let mut l = LeapState::new(5, LeapTable::default());
         let now = RefTime(month_end() - 20 * DAY);
-        // one announcing of five: ignored
-        let one = [
-            Some(Leap::Insert),
-            Some(Leap::None),
-            Some(Leap::None),
-            Some(Leap::None),
-            None,
-        ];
-        assert_eq!(l.observe(&one, 4, 2, now), None);
-        assert!(!l.pending());
         let ins = Some(Leap::Insert);
-        l.observe(&[ins, ins, Some(Leap::None), None, None], 3, 2, now);
-        assert!(!l.pending(), "2 of 3 with f = 2 is below the quorum of 3");
+        let none = Some(Leap::None);
+        // two announcing, three valid ones not (f = 2): the announcers may
+        // be the liars, and a real leap would have at most f silent
+        assert_eq!(l.observe(&[ins, ins, none, none, none], 2, now), None);
+        assert!(!l.pending());
+        // during an outage a lone honest announcer still schedules (the
+        // other valid one may be a liar staying silent)
+        let mut o = LeapState::new(3, LeapTable::default());
+        assert!(o.observe(&[ins, None, none], 1, now).is_some());
+        // a lone liar's deletion scheduled while few sources answered gives
+        // way to the insertion the others announce before the instant
+        let del = Some(Leap::Delete);
+        let mut o = LeapState::new(5, LeapTable::default());
+        assert!(o.observe(&[del, None, None, None, None], 2, now).is_some());
+        assert_eq!(o.mapping().leap.map(|m| m.delta), Some(Nanos(-NS_PER_S)));
+        o.observe(&[del, ins, ins, ins, ins], 2, now);
+        assert_eq!(o.mapping().leap.map(|m| m.delta), Some(Nanos(NS_PER_S)));
+        // three of four valid announcing: at most f silent
         assert_eq!(
-            l.observe(&[ins, ins, ins, Some(Leap::None), None], 4, 2, now),
+            l.observe(&[ins, ins, ins, none, None], 2, now),
             Some(LeapEvent::Scheduled(RefTime(month_end())))
         );
         // announced 20 days early: at the end of the month, not of the day
         assert_eq!(l.pending_at(), Some(RefTime(month_end())));
+        // a bit that vanishes (liars, or honest servers down) cancels nothing
+        assert_eq!(l.observe(&[none; 5], 2, RefTime(month_end() - DAY)), None);
+        assert!(l.pending());
+    }
+
+    #[test]
+    fn a_leap_the_table_lists_is_scheduled_without_bits() {
+        // 2027-01-01 listed (NTP 3976214400 is 2026-01-01; 4007750400 is 2027-01-01)
+        let t = LeapTable::parse("3692217600 37\n4007750400 38\n").unwrap();
+        assert_eq!(t.leap_at(RefTime(month_end())), Some(Nanos(NS_PER_S)));
+        let mut l = LeapState::new(3, t);
+        let none = Some(Leap::None);
+        assert_eq!(
+            l.observe(&[none; 3], 1, RefTime(month_end() - DAY)),
+            Some(LeapEvent::Scheduled(RefTime(month_end())))
+        );
     }
 
     #[test]
@@ -608,38 +802,45 @@ mod tests {
         let mut l = LeapState::new(3, LeapTable::default());
         let at = month_end();
         let ins = Some(Leap::Insert);
-        l.observe(&[ins, ins, ins], 3, 1, RefTime(at - 3600 * NS_PER_S));
+        let none = Some(Leap::None);
+        l.observe(&[ins, ins, ins], 1, RefTime(at - 3600 * NS_PER_S));
         // After the leap: source 0 applied (its UTC is 1 s behind internal).
         let truth = at + 5 * NS_PER_S;
         let model = iv(truth - 1000, truth + 1000);
-        let got = l.to_internal(
-            0,
-            iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100),
-            Some(model),
-        );
+        let applied = iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100);
+        let got = l.to_internal(0, applied, Some(model));
         assert!(got.contains(RefTime(truth)) && got.width() == Nanos(200));
         // Source 1 has not applied yet: resolved as not applied.
         let got = l.to_internal(1, iv(truth - 100, truth + 100), Some(model));
         assert!(got.contains(RefTime(truth)) && got.width() == Nanos(200));
         // Without a model: the hull.
-        let got = l.to_internal(2, iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100), None);
+        let got = l.to_internal(2, applied, None);
         assert!(got.contains(RefTime(truth)) && got.width() > Nanos(NS_PER_S));
-        // one applied, f = 1: not yet proof
-        let none = Some(Leap::None);
-        assert_eq!(l.observe(&[none, ins, none], 3, 1, RefTime(truth)), None);
-        assert!(l.pending(), "one source applied it: it may be the liar");
-        l.to_internal(
-            2,
-            iv(truth - NS_PER_S - 100, truth - NS_PER_S + 100),
-            Some(model),
-        );
-        // two of three (f + 1): at least one honest source applied it
+        // one applied, f = 1: not yet proof; the UTC view is still the hull
+        assert_eq!(l.observe(&[none, ins, none], 1, RefTime(truth)), None);
+        assert!(l.mapping().to_utc(model).width() > Nanos(NS_PER_S));
+        l.to_internal(2, applied, Some(model));
+        // two of three (f + 1): at least one honest source applied it; the
+        // UTC view shifts ...
+        assert_eq!(l.observe(&[none, ins, none], 1, RefTime(truth)), None);
         assert_eq!(
-            l.observe(&[none, ins, none], 3, 1, RefTime(truth)),
-            Some(LeapEvent::Completed)
+            l.mapping().to_utc(model),
+            iv(truth - NS_PER_S - 1000, truth - NS_PER_S + 1000)
         );
-        // Every source is now read as having applied it ...
-        let later = truth + 10 * NS_PER_S;
+        // ... while the late source 1 is still read as it is (not applied),
+        // never a second off.
+        let got = l.to_internal(1, iv(truth - 100, truth + 100), Some(model));
+        assert!(got.contains(RefTime(truth)));
+        // Past the allowance the leap is final: every source is read as
+        // having applied it.
+        let later = at + DECIDE_AFTER.0 + 10 * NS_PER_S;
+        assert_eq!(
+            l.observe(&[none; 3], 1, RefTime(later)),
+            Some(LeapEvent::Completed {
+                at_utc: RefTime(at),
+                delta: Nanos(NS_PER_S)
+            })
+        );
         assert_eq!(
             l.to_internal(1, iv(later - NS_PER_S, later - NS_PER_S), None),
             iv(later, later)
@@ -650,6 +851,11 @@ mod tests {
             iv(later - NS_PER_S, later - NS_PER_S)
         );
         assert_eq!(l.mapping().to_utc(iv(at - 5, at - 5)), iv(at - 5, at - 5));
+        // Stale bits right after it schedule nothing (a month later).
+        assert_eq!(
+            l.observe(&[ins, ins, ins], 1, RefTime(later + NS_PER_S)),
+            None
+        );
     }
 
     #[test]
@@ -658,7 +864,7 @@ mod tests {
         let at = month_end();
         let ins = Some(Leap::Insert);
         let none = Some(Leap::None);
-        l.observe(&[ins, ins, ins], 3, 1, RefTime(at - 3600 * NS_PER_S));
+        l.observe(&[ins, ins, ins], 1, RefTime(at - 3600 * NS_PER_S));
         // Past the instant, every source still reads as before it.
         let read_all = |l: &mut LeapState, truth: i128| {
             let model = iv(truth - 1000, truth + 1000);
@@ -672,29 +878,55 @@ mod tests {
         let model = read_all(&mut l, truth);
         // The UTC view widens while it is unresolved (a server may be late) ...
         assert!(l.mapping().to_utc(model).width() > Nanos(NS_PER_S));
-        assert_eq!(l.observe(&[none; 3], 3, 1, RefTime(truth)), None);
+        assert_eq!(l.observe(&[none; 3], 1, RefTime(truth)), None);
         // ... and once f + 1 are seen past the allowance without it, it is
         // cancelled.
         let truth = at + LATE_ALLOWANCE.0 + 5 * NS_PER_S;
         let model = read_all(&mut l, truth);
         assert_eq!(
-            l.observe(&[none; 3], 3, 1, RefTime(truth)),
+            l.observe(&[none; 3], 1, RefTime(truth)),
             Some(LeapEvent::Cancelled)
         );
         assert_eq!(l.mapping().to_utc(model), model);
         assert_eq!(l.cancelled(), 1);
     }
 
+    /// With no model to resolve against (the timeline was interrupted at
+    /// the leap), the decision falls to the table when it vouches for the
+    /// instant, else to the announcement.
     #[test]
-    fn withdrawn_before_the_instant_is_cancelled() {
-        let mut l = LeapState::new(3, LeapTable::default());
-        let at = month_end();
+    fn unresolved_leaps_are_decided_by_the_table_or_the_announcement() {
         let ins = Some(Leap::Insert);
-        l.observe(&[ins, ins, ins], 3, 1, RefTime(at - 10 * DAY));
-        assert_eq!(
-            l.observe(&[Some(Leap::None); 3], 3, 1, RefTime(at - 9 * DAY)),
-            Some(LeapEvent::Cancelled)
-        );
-        assert!(!l.pending());
+        let none = Some(Leap::None);
+        let at = month_end();
+        let late = RefTime(at + DECIDE_AFTER.0 + NS_PER_S);
+        // announced by all three up to the instant: it happened
+        let mut l = LeapState::new(3, LeapTable::default());
+        l.observe(&[ins; 3], 1, RefTime(at - 3600 * NS_PER_S));
+        assert!(matches!(
+            l.observe(&[none; 3], 1, late),
+            Some(LeapEvent::Completed { .. })
+        ));
+        // announced by two, one of whom withdrew before the instant: only
+        // one still announcing (it may be the liar): not proof
+        let mut l = LeapState::new(3, LeapTable::default());
+        l.observe(&[ins, ins, none], 1, RefTime(at - 3600 * NS_PER_S));
+        l.observe(&[ins, none, none], 1, RefTime(at - 60 * NS_PER_S));
+        assert_eq!(l.observe(&[none; 3], 1, late), Some(LeapEvent::Cancelled));
+        // a table that vouches for the instant and lists no leap there wins
+        // over the bits
+        let t = LeapTable::parse("#@\t4102444800\n3692217600 37\n").unwrap(); // expires 2030
+        let mut l = LeapState::new(3, t);
+        l.observe(&[ins; 3], 1, RefTime(at - 3600 * NS_PER_S));
+        assert_eq!(l.observe(&[none; 3], 1, late), Some(LeapEvent::Cancelled));
+    }
+
+    #[test]
+    fn a_table_extends_with_a_leap_seen_happening() {
+        let mut t = LeapTable::parse(LIST).unwrap();
+        assert!(!t.extend(1_798_761_600 + 5, 38), "not a month start");
+        assert!(!t.extend(1_798_761_600, 39), "not one second");
+        assert!(t.extend(1_798_761_600, 38)); // 2027-01-01
+        assert_eq!(t.tai_utc_at(1_800_000_000), Some(38));
     }
 }

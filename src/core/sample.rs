@@ -267,8 +267,9 @@ impl RxStamps {
 }
 
 /// REALTIME may run faster or slower than MONOTONIC_RAW by up to 10 %
-/// (adjtimex tick adjustments; frequency and slew add far less).
-pub const REALTIME_RATE_BOUND: Rate = Rate(100_000_000_000);
+/// through the tick adjustment, plus 500 ppm of frequency and 500 ppm of
+/// PLL slew: 10.1 %.
+pub const REALTIME_RATE_BOUND: Rate = Rate(101_000_000_000);
 
 /// Why the kernel receive stamp of an exchange was not used (the userspace
 /// stamp was, which is always sound).

@@ -45,7 +45,10 @@
 //!                                 unknown): a reader in another one reads
 //!                                 other MONOTONIC_RAW/BOOTTIME and refuses
 //!    280    8  writer_pid         the process holding the segment's lock
-//!    288   32  reserved           zero
+//!    288    8  violations         bound violations the agent has counted: a
+//!                                 reader's monotone clamp restarts when it
+//!                                 changes (the model it clamped on was wrong)
+//!    296   24  reserved           zero
 //!    320       end (SEGMENT_SIZE)
 //! ```
 //!
@@ -146,8 +149,10 @@ pub struct Segment {
     pub timens_dev: AtomicU64,
     /// The process that holds the segment (its writer's lock).
     pub writer_pid: AtomicU64,
+    /// Bound violations the agent has counted.
+    pub violations: AtomicU64,
     /// Zero.
-    pub reserved: [AtomicU64; 4],
+    pub reserved: [AtomicU64; 3],
 }
 
 const _: () = assert!(std::mem::size_of::<Segment>() == SEGMENT_SIZE);

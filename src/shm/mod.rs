@@ -18,6 +18,7 @@ use layout::{
     FLAG_VMCLOCK, FLAG_VMCLOCK_DEFAULT, MAGIC, SEGMENT_SIZE, VERSION,
 };
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -69,6 +70,9 @@ pub struct Published {
     pub boot_id: String,
     /// RAW instant of this write.
     pub written_at_ns: i64,
+    /// Bound violations the agent has counted (readers restart their
+    /// monotone clamp when it changes).
+    pub violations: u64,
     /// The VMClock disruption marker the model was made under, if the
     /// daemon watches a VMClock page, and whether that page is the default
     /// `/dev/vmclock0`.
@@ -97,14 +101,79 @@ pub enum WriterError {
     },
 }
 
-/// The daemon's side. It holds an exclusive `flock` on the file for its
+/// The daemon's side. It holds a write lock on `<segment>.lock` for its
 /// whole life (released by the kernel when the process dies), so exactly one
-/// writer publishes to a segment.
+/// writer publishes to a segment. The lock file is mode 0600: readers (who
+/// may open the 0644 segment) cannot take the lock from under it.
 #[derive(Debug)]
 pub struct Writer {
     map: memmap2::MmapMut,
-    /// Keeps the lock.
     _file: std::fs::File,
+    /// Holds the lock.
+    _lock: std::fs::File,
+}
+
+/// Open (creating with `mode`) a regular file of ours at `path`, never
+/// through a symlink: a file planted by another user (in a directory they
+/// can write) is refused.
+fn open_ours(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let m = f.metadata()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !m.is_file() || m.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "not a regular file owned by uid {me} (planted?)"
+        )));
+    }
+    Ok(f)
+}
+
+/// The lock next to the segment: an open-file-description write lock on
+/// `<path>.lock` (it conflicts even within one process, and dies with the
+/// holder). The holder writes its pid into the file, to be named.
+fn take_lock(path: &Path) -> Result<std::fs::File, WriterError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let io = |cause| WriterError::Io {
+        path: lock_path.display().to_string(),
+        cause,
+    };
+    let f = open_ours(&lock_path, 0o600).map_err(io)?;
+    // SAFETY: an all-zero flock is a valid value of this plain C struct
+    // (l_pid must be 0 for open-file-description locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl(F_OFD_SETLK) on a descriptor we own, with a pointer to
+    // a live flock that it only reads.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) {
+            let pid = std::fs::read_to_string(&lock_path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            return Err(WriterError::Held {
+                path: path.display().to_string(),
+                pid,
+            });
+        }
+        return Err(io(e));
+    }
+    // For the next one to name us.
+    let _ = f.set_len(0);
+    let _ = (&f).write_all(format!("{}\n", std::process::id()).as_bytes());
+    Ok(f)
 }
 
 impl Writer {
@@ -122,33 +191,9 @@ impl Writer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(io)?;
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let pid = Reader::open(path)
-                    .map(|r| r.seg().writer_pid.load(Ordering::Relaxed))
-                    .unwrap_or(0);
-                return Err(WriterError::Held {
-                    path: path.display().to_string(),
-                    pid,
-                });
-            }
-            return Err(io(e));
-        }
+        let lock = take_lock(path)?;
+        let f = open_ours(path, 0o644).map_err(io)?;
         let meta = f.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(io(std::io::Error::other("not a regular file")));
-        }
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(io)?;
@@ -168,7 +213,11 @@ impl Writer {
         // shared mutable mapping is fine.
         let map =
             unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f) }.map_err(io)?;
-        let w = Writer { map, _file: f };
+        let w = Writer {
+            map,
+            _file: f,
+            _lock: lock,
+        };
         let s = w.seg();
         let g = s.generation.load(Ordering::Relaxed);
         let g = if g % 2 == 1 { g + 1 } else { g };
@@ -270,6 +319,7 @@ impl Writer {
             a.store(v, r);
         }
         s.written_at_ns.store(p.written_at_ns, r);
+        s.violations.store(p.violations, r);
         s.generation.store(g.wrapping_add(2), Ordering::Release);
     }
 
@@ -340,6 +390,8 @@ pub struct FastRead {
     pub epoch: u64,
     /// RAW instant of the write read.
     pub written_at: i64,
+    /// Bound violations counted by the agent.
+    pub violations: u64,
     /// The VMClock marker (valid when `flags & FLAG_VMCLOCK`).
     pub vmclock_marker: u64,
     /// The writer's time namespace (inode, device; zeros if unknown).
@@ -444,6 +496,7 @@ impl Reader {
                 offs_boot: s.offs_boot_ns.load(r),
                 epoch: s.epoch.load(r),
                 written_at: s.written_at_ns.load(r),
+                violations: s.violations.load(r),
                 vmclock_marker: s.vmclock_marker.load(r),
                 timens: (s.timens_ino.load(r), s.timens_dev.load(r)),
             }
@@ -517,6 +570,7 @@ impl Reader {
             clocksource: unpack(&cs),
             boot_id: unpack(&bi),
             written_at_ns: s.written_at_ns.load(r),
+            violations: s.violations.load(r),
             vmclock_marker: (flags & FLAG_VMCLOCK != 0)
                 .then(|| (s.vmclock_marker.load(r), flags & FLAG_VMCLOCK_DEFAULT != 0)),
         }

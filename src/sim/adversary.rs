@@ -24,6 +24,9 @@ pub struct Adversary {
     history: Vec<(i128, i128)>,
     /// Sticky leap bit and how many more replies it lasts.
     leap: (Leap, u32),
+    /// After a leap instant: whether its time reads as having applied it,
+    /// and how many more replies that lasts (flipping at will).
+    applied: (bool, u32),
     sign: i128,
 }
 
@@ -42,19 +45,22 @@ impl Adversary {
             replies: 0,
             history: Vec::new(),
             leap: (Leap::None, 0),
+            applied: (false, 0),
             sign,
         }
     }
 
     /// The replies to `request`, which reached the server at true time
     /// `t2_true` and would leave at `t3_true`. `honest_width_ns` is about
-    /// the width of an honest source's interval (for overlap strategies).
+    /// the width of an honest source's interval (for overlap strategies);
+    /// `leap_true` the instant a leap second happens, if one does.
     pub fn replies(
         &mut self,
         request: &Packet,
         t2_true: i128,
         t3_true: i128,
         honest_width_ns: i128,
+        leap_true: Option<i128>,
     ) -> Vec<[u8; 48]> {
         self.replies += 1;
         let strategy = match self.strategy {
@@ -78,7 +84,14 @@ impl Adversary {
         }
         let n = if self.rng.chance(0.05) { 2 } else { 1 };
         for _ in 0..n {
-            let p = self.reply(strategy, request, t2_true, t3_true, honest_width_ns);
+            let p = self.reply(
+                strategy,
+                request,
+                t2_true,
+                t3_true,
+                honest_width_ns,
+                leap_true,
+            );
             out.push(p.serialize());
         }
         out
@@ -109,6 +122,7 @@ impl Adversary {
         t2_true: i128,
         t3_true: i128,
         honest_width_ns: i128,
+        leap_true: Option<i128>,
     ) -> Packet {
         let hold = t3_true - t2_true;
         let shifted = |by: i128| (t2_true + by, t3_true + by);
@@ -141,6 +155,19 @@ impl Adversary {
         let mut p = self.base(request, t2, t3);
         match strategy {
             Strategy::LeapBits => {
+                // After the instant its time reads applied or not, flipping
+                // at will: copying an on-time server, then a late one.
+                if leap_true.is_some_and(|at| t3_true >= at) {
+                    if self.applied.1 == 0 {
+                        self.applied = (self.rng.chance(0.5), 1 + self.rng.below(200) as u32);
+                    }
+                    self.applied.1 -= 1;
+                    if self.applied.0 {
+                        p.transmit = ts(t3 - NS_PER_S);
+                        p.receive = ts(t2 - NS_PER_S);
+                        p.reference = ts(t3 - 2 * NS_PER_S);
+                    }
+                }
                 if self.leap.1 == 0 {
                     let bit = match self.rng.below(3) {
                         0 => Leap::Insert,

@@ -16,6 +16,8 @@ const H: i64 = 3600 * S;
 pub const FAULT_AT: i64 = H;
 
 const ALL_DOWN: &[(i64, i64)] = &[(H, i64::MAX)];
+/// Ten minutes either side of the leap at `H`.
+const DOWN_AROUND_LEAP: &[(i64, i64)] = &[(H - 600 * S, H + 600 * S)];
 
 fn osc() -> OscSpec {
     OscSpec {
@@ -203,6 +205,34 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     s.leap = Some(LeapSpec {
         happens: false,
         late: None,
+        ..leap
+    });
+    v.push(s);
+
+    // Leap attacks a review found (f = 1 of N = 3, inside the assumptions):
+    // a liar applying the leap with the first honest server, then reading
+    // like a late one (110 s late, within the allowance); and a liar whose
+    // silence, during an outage of an honest server, kept a real leap from
+    // being scheduled.
+    let late_leap = LeapSpec {
+        late: Some((1, 110 * S)),
+        bogus_announcer: None,
+        ..leap
+    };
+    let mut servers = honest(2);
+    servers.push(ServerSpec::liar(Behaviour::StepsAt {
+        at: H + 20 * S,
+        by: 1_000_000_000,
+    }));
+    let mut s = base("leap_liar_joins_a_late_server", servers, long);
+    s.leap = Some(late_leap);
+    v.push(s);
+    let mut servers = honest(3);
+    servers[1].down = DOWN_AROUND_LEAP;
+    let mut s = base("leap_during_an_outage_liar_denies", servers, long);
+    s.leap = Some(LeapSpec {
+        late: None,
+        bogus_announcer: Some(2),
         ..leap
     });
     v.push(s);

@@ -112,7 +112,13 @@ impl Server {
         src: usize,
     ) -> Vec<[u8; 48]> {
         if let Some(a) = &mut self.adversary {
-            return a.replies(request, e.t2_true, e.t3_true, e.honest_width_ns);
+            return a.replies(
+                request,
+                e.t2_true,
+                e.t3_true,
+                e.honest_width_ns,
+                e.leap_true,
+            );
         }
         let (t2, _) = self.time(rng, e.x, e.t2_true, e.start_true);
         let (t3, reftime) = self.time(rng, e.x + e.hold, e.t3_true, e.start_true);
