@@ -21,7 +21,7 @@ fn main() {
     let (_w, path) = support::segment("cw");
     let clock = Clock::open(&path).unwrap();
     let reader = Reader::open(&path).unwrap();
-    let model = reader.read().unwrap().model.unwrap();
+    let model = reader.decode().unwrap().model.unwrap();
     let n = 1000;
     let mut overshoot = Vec::with_capacity(n);
     let mut waited = Vec::with_capacity(n);

@@ -1,75 +1,80 @@
 //! What applications link: the interval from shared memory at about the
 //! cost of the clock reads themselves, TrueTime's `after` / `before`, and
-//! commit-wait.
+//! commit-wait. Every type a caller sees is exported here.
 //!
 //! ```no_run
-//! use skewd::client::{Clock, LeapFree, Utc};
-//! let clock = Clock::open(std::path::Path::new("/run/skewd/clock"))?;
-//! let t = clock.now()?;       // t.utc.earliest <= true time (UTC) <= t.utc.latest
-//! let lease_end = Utc(1_900_000_000_000_000_000);
-//! if clock.after(lease_end)? { /* the lease surely expired */ }
-//! let s = clock.commit_wait(std::time::Duration::from_secs(1), None)?;
-//! // s.timestamp_leapfree_ns is now surely in the past (leap-free scale)
-//! clock.wait_until(LeapFree(s.timestamp_leapfree_ns), std::time::Duration::ZERO, None)?;
+//! use skewd::client::{Clock, LeapFree, Status, Utc};
+//! use std::time::Duration;
+//! let clock = Clock::open_default()?;
+//! let t = clock.now()?; // t.utc.earliest <= true time (UTC) <= t.utc.latest
+//! if t.status == Status::Synchronized && clock.after(Utc(1_900_000_000_000_000_000))? {
+//!     // the lease surely expired
+//! }
+//! let s = clock.commit_wait(Duration::from_secs(1), None)?;
+//! // s.timestamp_leapfree_ns is now surely in the past (leap-free timescale)
+//! clock.wait_until(LeapFree(s.timestamp_leapfree_ns), Duration::ZERO, None)?;
 //! # Ok::<(), skewd::client::ClientError>(())
 //! ```
 //!
 //! `now()` is lock-free, allocation-free and makes no system call beyond
-//! the vDSO clock reads. **Strict** mode (the default) reads
-//! CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME and checks that
-//! BOOTTIME - MONOTONIC still equals what the daemon saw: a suspend since the
-//! anchor (which freezes MONOTONIC_RAW while true time goes on) is caught on
-//! the read itself. **Fast** mode ([`Clock::open_fast`]) reads
-//! MONOTONIC_RAW alone: it gives up that check, so after a suspend it can
-//! return a too-early interval until the daemon notices (within its refresh
-//! period, 0.5 s). Use it only on hosts that never suspend (servers, VMs
-//! without suspend).
+//! the vDSO clock reads: one seqlock read of the segment, the clock read,
+//! then [`crate::core::read::interval`] — the one function every reader of
+//! skewd uses. **Strict** mode (the default) reads CLOCK_MONOTONIC,
+//! CLOCK_MONOTONIC_RAW and CLOCK_BOOTTIME and checks that BOOTTIME −
+//! MONOTONIC still equals what the agent saw: a suspend since the anchor
+//! (which freezes MONOTONIC_RAW while true time goes on) is caught on the
+//! read itself. **Fast** mode ([`Clock::open_fast`]) reads MONOTONIC_RAW
+//! alone: after a suspend it can return a too-early interval until the agent
+//! notices (within its refresh period, 0.5 s). Use it only on hosts that
+//! never suspend.
 
 use crate::clock;
+pub use crate::clock::Mode;
 pub use crate::core::model::Status;
-use crate::core::time::{Interval, Nanos, RefTime, Steady};
-use crate::shm::layout::{FLAG_FAST, FLAG_LEAP, FLAG_MODEL, FLAG_VMCLOCK, FLAG_VMCLOCK_DEFAULT};
+use crate::core::read::{self as read, ReadError};
+pub use crate::core::read::{Bounds, LeapFree, TimeInterval, Timescale, Utc};
 use crate::shm::vmclock::VmClock;
-use crate::shm::{Reader, ShmError};
-pub use crate::timescale::{Bounds, LeapFree, Timescale, Utc};
-pub use crate::wait::CommitWait;
-use crate::wait::{self, Observation, WaitError};
+pub use crate::shm::ShmError;
+use crate::shm::{Env, Reader};
+use crate::wait::{self, Observation};
+pub use crate::wait::{CommitWait, WaitError};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Why `now()` gives no interval.
+/// Why a read or a wait gives no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The segment cannot be used.
     #[error(transparent)]
     Shm(#[from] ShmError),
-    /// The daemon has no model (status given).
-    #[error("no clock model yet (status {})", .0.as_str())]
+    /// No segment was found where the agent puts it.
+    #[error("{0}")]
+    NotFound(String),
+    /// The agent has no model (status given).
+    #[error("no clock model yet (status {0})")]
     NoModel(Status),
     /// The interval's status is not one to act on (`unknown`, `disrupted`):
     /// `after`/`before` refuse it as the waits do.
-    #[error("the interval is {} and cannot be acted on", .0.as_str())]
+    #[error("the interval is {0} and cannot be acted on")]
     Unusable(Status),
-    /// The host was suspended since the anchor; the daemon will rebuild.
+    /// The host was suspended since the anchor; the agent will rebuild.
     #[error("the host was suspended since the last update ({0} ns); retry shortly")]
     Interrupted(i64),
     /// The VMClock disruption marker changed since the model was made: the
-    /// VM was migrated or restored; the daemon will rebuild.
+    /// VM was migrated or restored; the agent will rebuild.
     #[error("the VM was disrupted (live migration or snapshot restore) since the last update; retry shortly")]
     VmDisrupted,
     /// The VMClock page named with [`Clock::with_vmclock`] cannot be used.
     #[error("VMClock: {0}")]
     VmClock(String),
-    /// This process's steady clock reads earlier than the daemon's last
-    /// write, which cannot happen on one timeline: the reader is in another
-    /// time namespace or under a faked clock, and an interval computed from
-    /// its clock would be for some other instant.
+    /// This process's steady clock reads earlier than the agent's last
+    /// write, which cannot happen on one timeline: a faked clock.
     #[error("this process's CLOCK_MONOTONIC_RAW is {0} ns behind the agent's last update: not the agent's timeline (another time namespace, or a faked clock)")]
     ForeignTimeline(i64),
     /// This process is in another time namespace than the agent (a
-    /// container with its own MONOTONIC/BOOTTIME offsets), or cannot tell
-    /// which one it is in: its clocks are not the agent's timeline.
+    /// container with its own MONOTONIC/BOOTTIME offsets), or only one side
+    /// can tell which one it is in: its clocks are not the agent's timeline.
     #[error("this process is in another time namespace than the agent (ours {ours:?}, the agent's {agent:?}; unknown where /proc/self/ns/time cannot be read): read the interval over HTTP instead")]
     ForeignTimeNamespace {
         /// This process's namespace (inode, device), if known.
@@ -77,62 +82,50 @@ pub enum ClientError {
         /// The agent's, if it could tell.
         agent: Option<(u64, u64)>,
     },
-    /// The interval does not fit 64-bit nanoseconds (beyond the year 2262):
-    /// it is refused rather than clamped, which would narrow it.
+    /// The interval does not fit 64-bit Unix nanoseconds (beyond the year
+    /// 2262): it is refused rather than clamped, which would narrow it.
     #[error("the interval does not fit in 64-bit Unix nanoseconds")]
     Unrepresentable,
-    /// A wait did not finish.
-    #[error(transparent)]
-    Wait(#[from] WaitError),
+    /// A wait passed its deadline first (unsynchronized, or the error
+    /// bound above the caller's cap, or simply not yet).
+    #[error("timed out: status {status}, error bound {}", epsilon_ns.map_or("none".into(), |e| format!("{e} ns")))]
+    Timeout {
+        /// The status at the last read.
+        status: Status,
+        /// The error bound at the last read (ns), if there was an interval.
+        epsilon_ns: Option<i64>,
+    },
 }
 
-/// An interval that contains true time, on both timescales.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeInterval {
-    /// On the UTC timescale (Unix ns).
-    pub utc: Bounds<Utc>,
-    /// On the leap-free timescale commit-wait uses (equal to `utc` unless a
-    /// leap second passed since 2017).
-    pub leapfree: Bounds<LeapFree>,
-    /// What the interval is good for.
-    pub status: Status,
-}
-
-impl TimeInterval {
-    /// Half the width, rounded up (the same on both timescales away from a
-    /// leap second).
-    pub fn epsilon_ns(&self) -> i64 {
-        let w = self
-            .leapfree
-            .latest
-            .0
-            .saturating_sub(self.leapfree.earliest.0);
-        w / 2 + w % 2
-    }
-
-    /// The bounds on timescale `S`.
-    pub fn on<S: Timescale>(&self) -> Bounds<S> {
-        S::pick(self.utc, self.leapfree)
+impl From<WaitError<ClientError>> for ClientError {
+    fn from(e: WaitError<ClientError>) -> ClientError {
+        match e {
+            WaitError::Timeout { status, epsilon_ns } => {
+                ClientError::Timeout { status, epsilon_ns }
+            }
+            WaitError::Read(e) => e,
+        }
     }
 }
 
-/// Read mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Three clock reads and the suspend check (default).
-    Strict,
-    /// MONOTONIC_RAW alone; see the module docs for what it gives up.
-    Fast,
+impl From<ReadError<ShmError>> for ClientError {
+    fn from(e: ReadError<ShmError>) -> ClientError {
+        match e {
+            ReadError::NoModel(s) => ClientError::NoModel(s),
+            ReadError::Unrepresentable => ClientError::Unrepresentable,
+            ReadError::Source(e) => ClientError::Shm(e),
+        }
+    }
 }
 
-/// A handle on the daemon's segment. `Send + Sync`; share it freely.
+/// A handle on the agent's segment. `Send + Sync`; share it freely.
 #[derive(Debug)]
 pub struct Clock {
     reader: Reader,
     mode: Mode,
     clamp: bool,
     last_earliest: AtomicI64,
-    last_epoch: AtomicU64,
+    last_key: AtomicU64,
     /// This process's time namespace, read once at open.
     timens: Option<(u64, u64)>,
     /// The hypervisor's VMClock page, when this process can read it, and
@@ -141,12 +134,15 @@ pub struct Clock {
     vmclock: Option<(VmClock, bool)>,
 }
 
-fn fit(v: i128) -> Result<i64, ClientError> {
-    i64::try_from(v).map_err(|_| ClientError::Unrepresentable)
-}
-
 impl Clock {
-    /// Open the segment in strict mode.
+    /// Open the agent's segment where it puts it (`/run/skewd/clock`, or
+    /// the per-user fallback of an agent run by a plain user), strict mode.
+    pub fn open_default() -> Result<Clock, ClientError> {
+        let path = crate::paths::find_segment().map_err(ClientError::NotFound)?;
+        Clock::open(&path)
+    }
+
+    /// Open the segment at `path` in strict mode.
     pub fn open(path: &Path) -> Result<Clock, ClientError> {
         Clock::open_with(path, Mode::Strict)
     }
@@ -169,15 +165,15 @@ impl Clock {
             timens: clock::time_namespace(),
             clamp: false,
             last_earliest: AtomicI64::new(i64::MIN),
-            last_epoch: AtomicU64::new(0),
+            last_key: AtomicU64::new(0),
         })
     }
 
     /// Check every read against the VMClock page at `page` (the one the
-    /// daemon watches): when its disruption marker differs from the one the
+    /// agent watches): when its disruption marker differs from the one the
     /// published model was made under, the VM was migrated or restored
     /// since, and `now()` fails with [`ClientError::VmDisrupted`] at once,
-    /// without waiting for the daemon's next refresh.
+    /// without waiting for the agent's next refresh.
     pub fn with_vmclock(mut self, page: &Path) -> Result<Clock, ClientError> {
         let page = VmClock::open(page).map_err(|e| ClientError::VmClock(e.to_string()))?;
         self.vmclock = Some((page, true));
@@ -185,7 +181,7 @@ impl Clock {
     }
 
     /// Never return an `earliest` below one already returned for the same
-    /// daemon start (true time is monotone). The clamp works on the
+    /// agent start (true time is monotone). The clamp works on the
     /// leap-free timescale (UTC repeats a second at a leap: clamping UTC
     /// there would put `earliest` above true time); the UTC view is then
     /// derived from the clamped bounds. Costs one atomic per read.
@@ -194,108 +190,50 @@ impl Clock {
         self
     }
 
-    /// One clock read in the configured mode: the steady instant and the
-    /// extra uncertainty the strict suspend check found.
+    /// The checks a reader makes of its own environment before trusting a
+    /// read (time namespace, VMClock disruption, timeline), then its clock
+    /// read in the configured mode.
     #[inline(always)]
-    fn clock_read(&self, offs_boot: i64) -> Result<(Steady, i64), ClientError> {
-        match self.mode {
-            Mode::Fast => Ok((clock::raw(), 0)),
-            Mode::Strict => clock::strict_steady(offs_boot).map_err(ClientError::Interrupted),
+    fn reading(&self, env: &Env) -> Result<read::Reading, ClientError> {
+        // Both sides must name the same namespace; only where neither can
+        // tell (no time namespaces, or /proc hidden from both) is there
+        // nothing to compare.
+        if env.timens != self.timens {
+            return Err(ClientError::ForeignTimeNamespace {
+                ours: self.timens,
+                agent: env.timens,
+            });
         }
+        if let (Some((marker, default_page)), Some((page, named))) =
+            (env.vmclock_marker, &self.vmclock)
+        {
+            // Compare like with like: the default page only against the
+            // agent's marker of the default page. A marker that cannot be
+            // read (the hypervisor mid-update for every try) counts as
+            // changed: the safe side.
+            if (*named || default_page) && page.disruption_marker() != Some(marker) {
+                return Err(ClientError::VmDisrupted);
+            }
+        }
+        let r = clock::read(self.mode, env.offs_boot).map_err(ClientError::Interrupted)?;
+        if r.at.0 < env.written_at {
+            return Err(ClientError::ForeignTimeline(env.written_at - r.at.0));
+        }
+        Ok(r)
     }
 
     /// The interval that contains true time now.
     #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {
-        let f = self.reader.read_fast()?;
-        // Both sides must name the same namespace; only where neither can
-        // tell (no time namespaces, or /proc hidden from both) is there
-        // nothing to compare.
-        let agent_ns = (f.timens != (0, 0)).then_some(f.timens);
-        if agent_ns != self.timens {
-            return Err(ClientError::ForeignTimeNamespace {
-                ours: self.timens,
-                agent: agent_ns,
-            });
-        }
-        if f.flags & FLAG_MODEL == 0 {
-            return Err(ClientError::NoModel(
-                Status::from_u8(f.status as u8).unwrap_or(Status::Unknown),
-            ));
-        }
-        if f.flags & FLAG_VMCLOCK != 0 {
-            if let Some((page, named)) = &self.vmclock {
-                // Compare like with like: the default page only against the
-                // daemon's marker of the default page. A marker that cannot
-                // be read (the hypervisor mid-update for every try) counts
-                // as changed: the safe side.
-                if (*named || f.flags & FLAG_VMCLOCK_DEFAULT != 0)
-                    && page.disruption_marker() != Some(f.vmclock_marker)
-                {
-                    return Err(ClientError::VmDisrupted);
-                }
-            }
-        }
-        let (at, extra) = self.clock_read(f.offs_boot)?;
-        if at.0 < f.written_at {
-            return Err(ClientError::ForeignTimeline(f.written_at - at.0));
-        }
-        let extra = extra as i128;
-        // The leap-free interval and the status, then its UTC view.
-        let fast = f.flags & (FLAG_FAST | FLAG_LEAP) == FLAG_FAST && at.0 >= f.anchor;
-        let (mut lf, status, model) = if fast {
-            // Hot path: multiplies and shifts only.
-            let (lo, hi) = f.form.bound_at(f.lo as i128, f.hi as i128, at.0 - f.anchor);
-            let status = if at.0 > f.void_after {
-                Status::Unknown
-            } else {
-                match Status::from_u8(f.status as u8) {
-                    Some(Status::Synchronized) if at.0 > f.sync_until => Status::FreeRunning,
-                    Some(s) => s,
-                    None => Status::Unknown,
-                }
-            };
-            (
-                Interval {
-                    lo: RefTime(lo),
-                    hi: RefTime(hi),
-                },
-                status,
-                None,
-            )
+        let (view, env) = self.reader.view()?;
+        let reading = self.reading(&env)?;
+        let exact = || self.reader.model();
+        Ok(if self.clamp {
+            read::interval(&view, reading, exact, |lo, hi, st| {
+                self.clamped(lo, hi, &env, st)
+            })?
         } else {
-            // Before the anchor, around a leap, or no fast form: the exact
-            // model (a second seqlock read; the model may have moved on, and
-            // any published model read at any instant is sound).
-            let (model, status, _, _) = self.reader.read_model()?;
-            let model = model.ok_or(ClientError::NoModel(status))?;
-            let r = model.interval_at(at);
-            (r.interval, r.status, Some(model))
-        };
-        lf = lf.widen(Nanos(extra), Nanos(extra));
-        if self.clamp {
-            lf.lo = RefTime(
-                self.clamped(fit(lf.lo.0)?, fit(lf.hi.0)?, &f, status)
-                    .into(),
-            );
-        }
-        let utc = match model {
-            Some(m) => m.utc.to_utc(lf),
-            None => Interval {
-                lo: RefTime(lf.lo.0 - f.utc_offset as i128),
-                hi: RefTime(lf.hi.0 - f.utc_offset as i128),
-            },
-        };
-        Ok(TimeInterval {
-            utc: Bounds {
-                earliest: Utc(fit(utc.lo.0)?),
-                latest: Utc(fit(utc.hi.0)?),
-            },
-            leapfree: Bounds {
-                earliest: LeapFree(fit(lf.lo.0)?),
-                latest: LeapFree(fit(lf.hi.0)?),
-            },
-            status,
+            read::interval(&view, reading, exact, read::unclamped)?
         })
     }
 
@@ -306,11 +244,11 @@ impl Clock {
     /// this read's `latest` says the same (one of the two is wrong): it is
     /// dropped, never used to collapse the interval. Unusable statuses
     /// restart it too.
-    fn clamped(&self, lo: i64, hi: i64, f: &crate::shm::FastRead, status: Status) -> i64 {
-        let key = f
+    fn clamped(&self, lo: i64, hi: i64, env: &Env, status: Status) -> i64 {
+        let key = env
             .epoch
-            .wrapping_add(f.violations.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let same = self.last_epoch.swap(key, Ordering::Relaxed) == key;
+            .wrapping_add(env.violations.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let same = self.last_key.swap(key, Ordering::Relaxed) == key;
         if !same || !wait::usable(status) {
             self.last_earliest.store(lo, Ordering::Relaxed);
             return lo;
@@ -324,22 +262,14 @@ impl Clock {
     }
 
     /// One read as a waiter sees it, on timescale `S`.
-    fn observe<S: Timescale>(&self) -> Result<Observation, WaitError> {
+    fn observe<S: Timescale>(&self) -> Result<Observation, ClientError> {
         match self.now() {
-            Ok(t) => {
-                let b = t.on::<S>();
-                Ok(Observation {
-                    earliest_ns: Some(b.earliest.ns().into()),
-                    latest_ns: Some(b.latest.ns().into()),
-                    epsilon_ns: Some(t.epsilon_ns().into()),
-                    status: t.status,
-                })
-            }
+            Ok(t) => Ok(Observation::of::<S>(&t)),
             Err(ClientError::NoModel(s)) => Ok(Observation::without_model(s)),
             Err(ClientError::Interrupted(_) | ClientError::VmDisrupted) => {
                 Ok(Observation::without_model(Status::Disrupted))
             }
-            Err(e) => Err(WaitError::Read(e.to_string())),
+            Err(e) => Err(e),
         }
     }
 

@@ -6,7 +6,7 @@ use crate::core::time::{Nanos, RefTime, Steady};
 
 /// Nanoseconds of `clock` (i64: good until the year 2262).
 #[inline(always)]
-fn read(clock: libc::clockid_t) -> i64 {
+fn read_ns(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -22,24 +22,46 @@ fn read(clock: libc::clockid_t) -> i64 {
 /// CLOCK_MONOTONIC_RAW: the steady timeline (never slewed or stepped).
 #[inline]
 pub fn raw() -> Steady {
-    Steady(read(libc::CLOCK_MONOTONIC_RAW))
+    Steady(read_ns(libc::CLOCK_MONOTONIC_RAW))
 }
 
 /// CLOCK_MONOTONIC, in ns.
 #[inline]
 pub fn monotonic_ns() -> i64 {
-    read(libc::CLOCK_MONOTONIC)
+    read_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// CLOCK_BOOTTIME, in ns.
 #[inline]
 pub fn boottime_ns() -> i64 {
-    read(libc::CLOCK_BOOTTIME)
+    read_ns(libc::CLOCK_BOOTTIME)
 }
 
 /// CLOCK_REALTIME as Unix ns.
 pub fn realtime() -> RefTime {
-    RefTime(read(libc::CLOCK_REALTIME) as i128)
+    RefTime(read_ns(libc::CLOCK_REALTIME) as i128)
+}
+
+/// How a reader reads its clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// MONOTONIC, MONOTONIC_RAW and BOOTTIME, with the suspend check
+    /// (default).
+    Strict,
+    /// MONOTONIC_RAW alone: no suspend check (hosts that never suspend).
+    Fast,
+}
+
+/// One clock read in `mode` for a model published with BOOTTIME −
+/// MONOTONIC = `offs_boot_ns`: the reading [`crate::core::read::interval`]
+/// takes, or `Err(mismatch)` when the host was suspended since.
+#[inline(always)]
+pub fn read(mode: Mode, offs_boot_ns: i64) -> Result<crate::core::read::Reading, i64> {
+    let (at, extra_ns) = match mode {
+        Mode::Fast => (raw(), 0),
+        Mode::Strict => strict_steady(offs_boot_ns)?,
+    };
+    Ok(crate::core::read::Reading { at, extra_ns })
 }
 
 /// A BOOTTIME - MONOTONIC mismatch up to this much is absorbed into the

@@ -15,7 +15,8 @@
 //! max_frequency_error_ppm = 200
 //! ```
 
-use crate::core::engine::{EngineConfig, SourceConfig};
+use crate::core::engine::EngineConfig;
+use crate::core::source::SourceConfig;
 use crate::core::time::{Nanos, Rate};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,7 @@ use thiserror::Error;
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
-/// Default shared-memory segment.
-pub const DEFAULT_SHM: &str = "/run/skewd/clock";
-/// Default state directory (drift file).
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/skewd";
+pub use crate::paths::{DEFAULT_SHM, DEFAULT_STATE_DIR};
 /// Servers used when none are configured (each name is one slot).
 pub const DEFAULT_POOL: [&str; 4] = [
     "0.pool.ntp.org:123",
@@ -267,7 +265,7 @@ impl FileConfig {
         e.sources = self
             .server
             .iter()
-            .map(|s| SourceConfig {
+            .map(|s| SourceConfig::Ntp {
                 dispersion_aged_by_server: s.dispersion_aged_by_server,
             })
             .collect();

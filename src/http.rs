@@ -1,11 +1,13 @@
-//! Local HTTP API (axum). Every handler computes from its own clock read
-//! and the last published snapshot; bad input gets a 4xx with a JSON error
-//! body; waits are capped; a global concurrency limit sheds load.
+//! Local HTTP API (axum). Every handler reads its own clock and computes
+//! from the last publication through the one read function
+//! ([`crate::state::Snapshot::now`]); bad input gets a 4xx with a JSON
+//! error body; waits are capped; a global concurrency limit sheds load.
 
 use crate::clock;
+use crate::core::model::Status;
+use crate::core::read::{LeapFree, ReadError, Utc};
 use crate::core::time::clamp_i64;
-use crate::daemon::{healthy, Shared};
-use crate::snapshot::NowReading;
+use crate::state::{healthy, Shared, Snapshot};
 use crate::wait::{commit_wait_async, wait_async, Observation, WaitError};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::QueryRejection;
@@ -68,12 +70,77 @@ async fn not_found() -> Response {
     )
 }
 
-async fn now(State(s): State<Arc<Shared>>) -> Json<NowReading> {
-    Json(s.get().read_now())
+/// An interval in the JSON shape of `/v1/now`: the plain `_ns` bounds are
+/// UTC (Unix ns), the `_leapfree_ns` ones on the leap-free timescale
+/// commit-wait uses; all null without a model (and with an `error` when the
+/// bounds would not fit 64-bit ns: never clamped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NowJson {
+    /// UTC is surely not before this (Unix ns).
+    pub earliest_ns: Option<i64>,
+    /// UTC is surely not after this (Unix ns).
+    pub latest_ns: Option<i64>,
+    /// The same lower bound on the leap-free timescale.
+    pub earliest_leapfree_ns: Option<i64>,
+    /// The same upper bound on the leap-free timescale.
+    pub latest_leapfree_ns: Option<i64>,
+    /// Half the width, rounded up.
+    pub epsilon_ns: Option<i64>,
+    /// What the interval is good for.
+    pub status: Status,
+    /// The local CLOCK_MONOTONIC_RAW instant it was computed for.
+    pub steady_ns: i64,
+    /// Why the bounds are null although there is a model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+impl NowJson {
+    /// The JSON shape of a read at `at`.
+    pub fn of(r: crate::state::Now, at: crate::core::time::Steady) -> NowJson {
+        let empty = |status, error| NowJson {
+            earliest_ns: None,
+            latest_ns: None,
+            earliest_leapfree_ns: None,
+            latest_leapfree_ns: None,
+            epsilon_ns: None,
+            status,
+            steady_ns: at.0,
+            error,
+        };
+        match r {
+            Ok(t) => NowJson {
+                earliest_ns: Some(t.utc.earliest.0),
+                latest_ns: Some(t.utc.latest.0),
+                earliest_leapfree_ns: Some(t.leapfree.earliest.0),
+                latest_leapfree_ns: Some(t.leapfree.latest.0),
+                epsilon_ns: Some(t.epsilon_ns()),
+                status: t.status,
+                steady_ns: at.0,
+                error: None,
+            },
+            Err(ReadError::NoModel(s)) => empty(s, None),
+            Err(ReadError::Unrepresentable) => empty(
+                Status::Disrupted,
+                Some("the interval does not fit 64-bit Unix nanoseconds"),
+            ),
+            Err(ReadError::Source(never)) => match never {},
+        }
+    }
+
+    /// The JSON shape of a strict read of `snap` now.
+    pub fn now(snap: &Snapshot) -> NowJson {
+        let (r, at) = snap.now();
+        NowJson::of(r, at)
+    }
+}
+
+async fn now(State(s): State<Arc<Shared>>) -> Json<NowJson> {
+    Json(NowJson::now(&s.get()))
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    let st = s.get().status_at(clock::raw());
+    let st = NowJson::now(&s.get()).status;
     let code = if healthy(st) {
         StatusCode::OK
     } else {
@@ -109,7 +176,8 @@ fn ns(n: crate::core::time::Nanos) -> i64 {
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
     let snap = s.get();
-    let r = snap.read_now();
+    let r = NowJson::now(&snap);
+    let p = &snap.publication;
     let sources: Vec<SourceJson> = snap
         .sources
         .iter()
@@ -133,6 +201,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
             duplicate_of: v.duplicate_of.clone(),
         })
         .collect();
+    let model = p.model.as_ref();
     Json(json!({
         "status": r.status,
         "earliest_ns": r.earliest_ns,
@@ -140,17 +209,22 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "earliest_leapfree_ns": r.earliest_leapfree_ns,
         "latest_leapfree_ns": r.latest_leapfree_ns,
         "epsilon_ns": r.epsilon_ns,
-        "leap": snap.leap,
-        "offset_ns": snap.realtime_offset.map(|o| clamp_i64(o.0)),
-        "offset_uncertainty_ns": snap.realtime_offset.map(|o| clamp_i64(o.1)),
-        "frequency_ppm": snap.frequency_ppm,
-        "frequency_bound_ppm": snap.model.map(|m| m.ageing.phi.as_ppm_f64()),
-        "clock_steps": snap.steps,
-        "bound_violations": snap.violations,
-        "clocksource": snap.clocksource,
-        "vmclock": snap.vmclock.map(|(marker, disruptions)| json!({
-            "disruption_marker": marker,
-            "disruptions": disruptions,
+        "leap": p.leap,
+        "offset_ns": p.skew.map(|k| ns(k.offset)),
+        "offset_uncertainty_ns": p.skew.map(|k| ns(k.uncertainty)),
+        "frequency_ppm": model.map(|m| m.ageing.rate.as_ppm_f64()),
+        "frequency_bound_ppm": model.map(|m| m.ageing.phi.as_ppm_f64()),
+        "clock_steps": p.steps,
+        "bound_violations": p.violations,
+        "clocksource": p.clocksource,
+        "interruptions": {
+            "suspends": p.interruptions.suspends,
+            "clocksource_changes": p.interruptions.clocksource_changes,
+            "vmclock_disruptions": p.interruptions.vmclock_disruptions,
+        },
+        "vmclock": snap.vmclock_watched.then(|| json!({
+            "disruption_marker": p.vmclock_marker,
+            "disruptions": p.interruptions.vmclock_disruptions,
         })),
         "sources": sources,
         "kernel": snap.kernel,
@@ -158,25 +232,19 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-/// One strict read of the in-process snapshot, as a waiter sees it, on
+/// One strict read of the latest publication, as a waiter sees it, on
 /// timescale `scale`: after an unnoticed suspend the steady clock is behind
 /// true time, and an interval (or a commit timestamp) taken from it would be
 /// too early.
-fn observe(s: &Shared, scale: Scale) -> Result<Observation, WaitError> {
-    let r = s.get().read_now();
-    let status = r.status;
-    let (lo, hi) = match scale {
-        Scale::Utc => (r.earliest_ns, r.latest_ns),
-        Scale::LeapFree => (r.earliest_leapfree_ns, r.latest_leapfree_ns),
-    };
-    Ok(match (lo, hi, r.epsilon_ns) {
-        (Some(lo), Some(hi), Some(e)) => Observation {
-            earliest_ns: Some(lo.into()),
-            latest_ns: Some(hi.into()),
-            epsilon_ns: Some(e.into()),
-            status,
+fn observe(s: &Shared, scale: Scale) -> Result<Observation, std::convert::Infallible> {
+    let (r, _) = s.get().now();
+    Ok(match r {
+        Ok(t) => match scale {
+            Scale::Utc => Observation::of::<Utc>(&t),
+            Scale::LeapFree => Observation::of::<LeapFree>(&t),
         },
-        _ => Observation::without_model(status),
+        Err(ReadError::NoModel(st)) => Observation::without_model(st),
+        Err(_) => Observation::without_model(Status::Disrupted),
     })
 }
 
@@ -248,7 +316,7 @@ fn wait_params(q: &HashMap<String, String>) -> Result<WaitParams, BadRequest> {
 fn timeout_response(e: WaitError) -> Response {
     match e {
         WaitError::Timeout { .. } => error(StatusCode::REQUEST_TIMEOUT, e.to_string()),
-        WaitError::Read(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        WaitError::Read(never) => match never {},
     }
 }
 

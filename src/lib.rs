@@ -29,9 +29,10 @@ pub mod leaps;
 pub mod metrics;
 #[cfg(feature = "daemon")]
 pub mod net;
+pub mod paths;
 pub mod shm;
+#[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "daemon")]
-pub mod snapshot;
-pub mod timescale;
+pub mod state;
 pub mod wait;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use skewd::client::{Clock, LeapFree, Mode, Utc};
 use skewd::config::{FileConfig, DEFAULT_LISTEN};
-use skewd::daemon::{Agent, RunOptions, Shared};
+use skewd::daemon::RunOptions;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,7 +127,11 @@ struct Segment {
 
 impl Segment {
     fn open(self, mode: Mode) -> anyhow::Result<Clock> {
-        let clock = Clock::open_with(&shm_path(self.shm), mode)?;
+        let path = match self.shm {
+            Some(p) => p,
+            None => skewd::paths::find_segment().map_err(anyhow::Error::msg)?,
+        };
+        let clock = Clock::open_with(&path, mode)?;
         Ok(match self.vmclock {
             Some(p) => clock.with_vmclock(&p)?,
             None => clock,
@@ -288,27 +292,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The segment path: the flag, else the default, else the per-user fallback
-/// the agent uses when it cannot write /run.
-fn shm_path(flag: Option<PathBuf>) -> PathBuf {
-    if let Some(p) = flag {
-        return p;
-    }
-    let default = PathBuf::from(skewd::config::DEFAULT_SHM);
-    if default.exists() {
-        return default;
-    }
-    match skewd::daemon::user_runtime_dir() {
-        Ok(d) => d.join("clock"),
-        // Not ours to trust: say so, and name the default, whose absence
-        // is then the error.
-        Err(e) => {
-            eprintln!("skewd: per-user segment directory: {e}");
-            default
-        }
-    }
-}
-
 fn print_status(body: &str) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_str(body)?;
     let ms = |x: &serde_json::Value| {
@@ -373,71 +356,10 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        // Handlers first: READY goes out from a spawned task, and a SIGTERM
-        // that lands before the handler exists would kill the process without
-        // STOPPING=1, the shm segment marked stopped or the drift file saved.
-        let signals = Signals::install();
-        let shared = Shared::new();
+        let shutdown = skewd::daemon::signals();
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
-        tracing::info!(
-            "skewd {} serving http://{} ({} sources: {})",
-            env!("CARGO_PKG_VERSION"),
-            listener.local_addr().unwrap_or(opts.listen),
-            opts.servers.len(),
-            opts.servers.join(", ")
-        );
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let agent = Agent::new(&opts, shared.clone(), tx, shm);
-        let agent_task = tokio::spawn(agent.run(rx, stop_rx.clone()));
-        let notify = tokio::spawn(skewd::daemon::notify_loop(shared.clone(), stop_rx.clone()));
-        let mut http_stop = stop_rx.clone();
-        let server = axum::serve(listener, skewd::http::router(shared.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            });
-        let server = tokio::spawn(async move { server.await });
-        signals.wait().await;
-        tracing::info!("stopping");
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), agent_task).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        notify.abort();
-        Ok::<(), anyhow::Error>(())
-    })?;
-    Ok(())
-}
-
-/// SIGTERM and SIGINT, listened for from the moment they are installed.
-struct Signals {
-    term: Option<tokio::signal::unix::Signal>,
-    int: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn install() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Signals {
-            term: signal(SignalKind::terminate()).ok(),
-            int: signal(SignalKind::interrupt()).ok(),
-        }
-    }
-
-    async fn wait(mut self) {
-        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        }
-        tokio::select! {
-            _ = recv(&mut self.term) => {}
-            _ = recv(&mut self.int) => {}
-        }
-    }
+        skewd::daemon::run(opts, shm, listener, shutdown).await
+    })
 }

@@ -6,7 +6,7 @@
 
 use crate::core::model::Status;
 use crate::core::time::Steady;
-use crate::snapshot::Snapshot;
+use crate::state::{Snapshot, SourceView};
 use prometheus_client::encoding::prometheus_text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -48,35 +48,41 @@ fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
 /// Prometheus text for `snap` read at steady instant `now`.
 pub fn render(snap: &Snapshot, now: Steady) -> String {
     let mut reg = Registry::default();
-    let r = snap.read(now);
-    let status = snap.status_at(now);
+    let p = &snap.publication;
+    let read = snap.at(now);
+    let status = match &read {
+        Ok(t) => t.status,
+        Err(crate::core::read::ReadError::NoModel(s)) => *s,
+        Err(_) => Status::Disrupted,
+    };
 
     gauge(
         &mut reg,
         "skewd_clock_error_bound_seconds",
         "Half-width of the published interval: true time is within this of its centre (+Inf without a model)",
-        r.epsilon_ns.map_or(f64::INFINITY, |e| e as f64 / 1e9),
+        read.as_ref()
+            .map_or(f64::INFINITY, |t| t.epsilon_ns() as f64 / 1e9),
     );
-    if let Some((off, unc)) = snap.realtime_offset {
+    if let Some(k) = p.skew {
         gauge(
             &mut reg,
             "skewd_clock_offset_seconds",
             "System clock (CLOCK_REALTIME) minus reference time: the host's skew",
-            off as f64 / 1e9,
+            k.offset.0 as f64 / 1e9,
         );
         gauge(
             &mut reg,
             "skewd_clock_offset_uncertainty_seconds",
             "Uncertainty of skewd_clock_offset_seconds",
-            unc as f64 / 1e9,
+            k.uncertainty.0 as f64 / 1e9,
         );
     }
-    if let Some(f) = snap.frequency_ppm {
+    if let Some(m) = &p.model {
         gauge(
             &mut reg,
             "skewd_clock_frequency_ppm",
             "Rate of the steady clock (MONOTONIC_RAW) against the reference, minus one, in ppm",
-            f,
+            m.ageing.rate.as_ppm_f64(),
         );
     }
     family(
@@ -93,7 +99,7 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
             })
             .collect(),
     );
-    if let Some(m) = &snap.model {
+    if let Some(m) = &p.model {
         gauge(
             &mut reg,
             "skewd_clock_model_age_seconds",
@@ -105,10 +111,10 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
         &mut reg,
         "skewd_snapshot_age_seconds",
         "Time since the agent last refreshed its published state",
-        now.since(snap.refreshed_at).0 as f64 / 1e9,
+        now.since(p.at).0 as f64 / 1e9,
     );
 
-    let src = |f: &dyn Fn(&crate::snapshot::SourceView) -> Option<f64>| -> Vec<(Labels, f64)> {
+    let src = |f: &dyn Fn(&SourceView) -> Option<f64>| -> Vec<(Labels, f64)> {
         snap.sources
             .iter()
             .filter_map(|s| f(s).map(|v| (vec![("source", s.name.clone())], v)))
@@ -138,7 +144,7 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
         "1 if the source's interval is disjoint from the published one",
         src(&|s| {
             Some(f64::from(u8::from(
-                s.report.state == crate::core::engine::SourceState::Falseticker,
+                s.report.state == crate::core::source::SourceState::Falseticker,
             )))
         }),
     );
@@ -187,21 +193,21 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
         &mut reg,
         "skewd_clock_steps",
         "Steps of the system clock (REALTIME) seen",
-        snap.steps,
+        p.steps,
     );
-    if let Some((_, disruptions)) = snap.vmclock {
+    if snap.vmclock_watched {
         counter(
             &mut reg,
             "skewd_vmclock_disruptions",
             "Changes of the hypervisor's VMClock disruption marker (each drops the model)",
-            disruptions,
+            p.interruptions.vmclock_disruptions,
         );
     }
     counter(
         &mut reg,
         "skewd_bound_violations",
         "Times the self-audit found a published interval that missed fresh evidence",
-        snap.violations,
+        p.violations,
     );
     if let Some(k) = &snap.kernel {
         gauge(

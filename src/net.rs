@@ -8,7 +8,7 @@
 //! `nix`.
 
 use crate::clock;
-use crate::core::sample::{ClockPair, SentStamps};
+use crate::core::stamps::{ClockPair, SentStamps};
 use crate::core::time::{RefTime, Steady};
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 use std::io::IoSliceMut;

@@ -30,6 +30,17 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// A read with an interval, on timescale `S`.
+    pub fn of<S: crate::core::read::Timescale>(t: &crate::core::read::TimeInterval) -> Self {
+        let b = t.on::<S>();
+        Observation {
+            earliest_ns: Some(b.earliest.ns().into()),
+            latest_ns: Some(b.latest.ns().into()),
+            epsilon_ns: Some(t.epsilon_ns().into()),
+            status: t.status,
+        }
+    }
+
     /// A read without a model.
     pub fn without_model(status: Status) -> Self {
         Observation {
@@ -52,20 +63,35 @@ impl Observation {
     }
 }
 
-/// Why a wait ended without success.
+/// Why a wait ended without success: the deadline passed first (with what
+/// the last read said), or the reader's own error `E`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WaitError {
+pub enum WaitError<E = std::convert::Infallible> {
     /// The deadline passed first.
-    #[error("timed out: status {status}, error bound {epsilon}")]
+    #[error("timed out: status {status}, error bound {}", fmt_eps(*.epsilon_ns))]
     Timeout {
         /// The status at the last read.
-        status: &'static str,
-        /// The error bound at the last read, or "none".
-        epsilon: String,
+        status: Status,
+        /// The error bound at the last read (ns), if there was an interval.
+        epsilon_ns: Option<i64>,
     },
     /// The interval could not be read at all.
-    #[error("cannot read the clock: {0}")]
-    Read(String),
+    #[error(transparent)]
+    Read(E),
+}
+
+fn fmt_eps(e: Option<i64>) -> String {
+    e.map_or("none".into(), |e| format!("{e} ns"))
+}
+
+impl WaitError {
+    /// The same timeout with any reader error type.
+    pub fn widen<E>(self) -> WaitError<E> {
+        match self {
+            WaitError::Timeout { status, epsilon_ns } => WaitError::Timeout { status, epsilon_ns },
+            WaitError::Read(never) => match never {},
+        }
+    }
 }
 
 /// What to do next.
@@ -118,8 +144,8 @@ pub fn next_step(
     };
     if left.is_zero() {
         return Step::Fail(WaitError::Timeout {
-            status: o.status.as_str(),
-            epsilon: o.epsilon_ns.map_or("none".into(), |e| format!("{e} ns")),
+            status: o.status,
+            epsilon_ns: o.epsilon_ns.map(clamp_i64),
         });
     }
     let Some(gap) = gap else {
@@ -176,17 +202,17 @@ impl Finished {
 /// The one wait loop. With `until_ns = None` it is commit-wait: the first
 /// acceptable read's `latest` becomes the instant waited for. `pause`
 /// performs the pauses [`next_step`] asks for.
-pub async fn run<F: Future<Output = ()>>(
-    mut read: impl FnMut() -> Result<Observation, WaitError>,
+pub async fn run<E, F: Future<Output = ()>>(
+    mut read: impl FnMut() -> Result<Observation, E>,
     mut until_ns: Option<i128>,
     timeout: Duration,
     max_epsilon_ns: Option<i128>,
     mut pause: impl FnMut(Pause) -> F,
-) -> Result<Finished, WaitError> {
+) -> Result<Finished, WaitError<E>> {
     let start = Instant::now();
     let mut picked_epsilon = None;
     loop {
-        let o = read()?;
+        let o = read().map_err(WaitError::Read)?;
         if until_ns.is_none() && o.acceptable(max_epsilon_ns) && o.latest_ns.is_some() {
             until_ns = o.latest_ns;
             picked_epsilon = o.epsilon_ns;
@@ -201,7 +227,7 @@ pub async fn run<F: Future<Output = ()>>(
                     waited: start.elapsed(),
                 })
             }
-            Step::Fail(e) => return Err(e),
+            Step::Fail(e) => return Err(e.widen()),
             Step::Sleep(d) => pause(Pause::Sleep(d)).await,
             Step::Spin => pause(Pause::Spin).await,
         }
@@ -242,12 +268,12 @@ fn complete<T>(f: impl Future<Output = T>) -> T {
 }
 
 /// Blocking wait for `earliest > until_ns`.
-pub fn wait_blocking(
-    read: impl FnMut() -> Result<Observation, WaitError>,
+pub fn wait_blocking<E>(
+    read: impl FnMut() -> Result<Observation, E>,
     until_ns: i128,
     timeout: Duration,
     max_epsilon_ns: Option<i128>,
-) -> Result<Finished, WaitError> {
+) -> Result<Finished, WaitError<E>> {
     complete(run(
         read,
         Some(until_ns),
@@ -259,31 +285,31 @@ pub fn wait_blocking(
 
 /// Async wait (tokio) for `earliest > until_ns`.
 #[cfg(feature = "tokio")]
-pub async fn wait_async(
-    read: impl FnMut() -> Result<Observation, WaitError>,
+pub async fn wait_async<E>(
+    read: impl FnMut() -> Result<Observation, E>,
     until_ns: i128,
     timeout: Duration,
     max_epsilon_ns: Option<i128>,
-) -> Result<Finished, WaitError> {
+) -> Result<Finished, WaitError<E>> {
     run(read, Some(until_ns), timeout, max_epsilon_ns, pause_task).await
 }
 
 /// Blocking commit-wait.
-pub fn commit_wait_blocking(
-    read: impl FnMut() -> Result<Observation, WaitError>,
+pub fn commit_wait_blocking<E>(
+    read: impl FnMut() -> Result<Observation, E>,
     timeout: Duration,
     max_epsilon_ns: Option<i128>,
-) -> Result<CommitWait, WaitError> {
+) -> Result<CommitWait, WaitError<E>> {
     complete(run(read, None, timeout, max_epsilon_ns, pause_thread)).map(|f| f.commit_wait())
 }
 
 /// Async commit-wait (tokio).
 #[cfg(feature = "tokio")]
-pub async fn commit_wait_async(
-    read: impl FnMut() -> Result<Observation, WaitError>,
+pub async fn commit_wait_async<E>(
+    read: impl FnMut() -> Result<Observation, E>,
     timeout: Duration,
     max_epsilon_ns: Option<i128>,
-) -> Result<CommitWait, WaitError> {
+) -> Result<CommitWait, WaitError<E>> {
     run(read, None, timeout, max_epsilon_ns, pause_task)
         .await
         .map(|f| f.commit_wait())
@@ -341,7 +367,7 @@ mod tests {
                 None
             ),
             Step::Fail(WaitError::Timeout {
-                status: "disrupted",
+                status: Status::Disrupted,
                 ..
             })
         ));
@@ -349,7 +375,7 @@ mod tests {
 
     /// A scripted clock: each read advances 1 ms of true time; the first
     /// three reads have no model, then the interval is truth ± 2 ms.
-    fn scripted() -> impl FnMut() -> Result<Observation, WaitError> {
+    fn scripted() -> impl FnMut() -> Result<Observation, std::convert::Infallible> {
         let mut reads = 0i128;
         move || {
             reads += 1;
@@ -389,7 +415,7 @@ mod tests {
             matches!(
                 e,
                 WaitError::Timeout {
-                    status: "synchronized",
+                    status: Status::Synchronized,
                     ..
                 }
             ),

@@ -400,6 +400,7 @@ fn garbage_from_a_source_is_refused_and_counted() {
 /// snapshot restore): the agent drops its model within a refresh, says
 /// `disrupted`, counts it, keeps every interval holding the host clock, and
 /// resynchronizes from fresh exchanges.
+#[cfg(feature = "testing")]
 #[test]
 fn a_vmclock_disruption_drops_the_model() {
     let (_servers, _pages, page, _agent, http) =

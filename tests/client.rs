@@ -7,15 +7,16 @@ use common::*;
 use skewd::client::{ClientError, Clock, LeapFree, Status, Utc};
 use skewd::core::leap::{LeapMark, LeapPhase, UtcMapping};
 use skewd::core::model::{Ageing, Model};
+use skewd::core::publish::Publication;
 use skewd::core::time::{Interval, Nanos, Rate, RefTime, NS_PER_S};
-use skewd::shm::{Published, Writer};
+use skewd::shm::Writer;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A model anchored now whose leap-free bound is the host clock +-1 ms (so
 /// "true time" in these tests is REALTIME on the leap-free scale), with
 /// `utc` as its UTC view.
-fn around_now(utc: UtcMapping, status: Status, half_ns: i128) -> Published {
+fn around_now(utc: UtcMapping, status: Status, half_ns: i128) -> Publication {
     let anchor = skewd::clock::raw();
     let rt = skewd::clock::realtime().0;
     let m = Model {
@@ -30,17 +31,7 @@ fn around_now(utc: UtcMapping, status: Status, half_ns: i128) -> Published {
         void_after: anchor.plus(Nanos::from_secs(60)),
         utc,
     };
-    Published {
-        epoch: 7,
-        model: Some(m),
-        status,
-        offs_boot_ns: skewd::clock::boot_offset().0,
-        clocksource: String::new(),
-        boot_id: String::new(),
-        written_at_ns: anchor.0,
-        violations: 0,
-        vmclock_marker: None,
-    }
+    Publication::bare(anchor, Some(m), status, skewd::clock::boot_offset().0)
 }
 
 fn segment(tag: &str) -> (TempDir, std::path::PathBuf, Writer) {
@@ -203,7 +194,17 @@ fn an_unrepresentable_interval_is_an_error() {
     ));
     // The HTTP shape: null bounds with the reason.
     let m = p.model.unwrap();
-    let r = skewd::snapshot::NowReading::of(Some(&m), Status::Unknown, m.anchor, 0);
+    let r = skewd::http::NowJson::of(
+        skewd::core::read::interval_of(
+            Some(&m),
+            Status::Unknown,
+            skewd::core::read::Reading {
+                at: m.anchor,
+                extra_ns: 0,
+            },
+        ),
+        m.anchor,
+    );
     assert_eq!((r.earliest_ns, r.latest_ns), (None, None));
     assert!(r.error.is_some());
 }

@@ -6,8 +6,8 @@
 
 use skewd::core::engine::{Action, Engine, EngineConfig};
 use skewd::core::model::Status;
-use skewd::core::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
-use skewd::core::sample::{RxStamps, SentStamps};
+use skewd::core::ntp::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
+use skewd::core::stamps::{RxStamps, SentStamps};
 use skewd::core::time::{end_of_month, Nanos, RefTime, Steady, NS_PER_S};
 
 const S: i128 = NS_PER_S;
@@ -53,7 +53,7 @@ fn drive_with(
     while t0 + (now.0 as i128) < until {
         if interrupt_at.is_some_and(|x| t0 + now.0 as i128 >= x) {
             interrupt_at = None;
-            let _ = e.interrupt(now);
+            e.interrupt(now);
         }
         let actions = e.handle_timer(now, &mut || {
             nonce += 1;
@@ -65,7 +65,7 @@ fn drive_with(
             };
             e.handle_sent(source, SentStamps::steady(now));
             let t = t0 + now.0 as i128 + 50_000;
-            let Some((told, bit)) = say(source, t, &e) else {
+            let Some((told, bit)) = say(source.0, t, &e) else {
                 continue;
             };
             let q = Packet::parse(&packet).unwrap();

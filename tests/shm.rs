@@ -6,52 +6,52 @@ use common::*;
 use skewd::client::{ClientError, Clock};
 use skewd::core::leap::UtcMapping;
 use skewd::core::model::{Ageing, Model, Status};
+use skewd::core::publish::Publication;
 use skewd::core::time::{Interval, Rate, RefTime, Steady};
 use skewd::shm::layout::{SEGMENT_SIZE, VERSION};
-use skewd::shm::{Published, Reader, ShmError, Writer};
+use skewd::shm::{Decoded, Reader, ShmError, Writer};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A snapshot whose every field is derived from `c`, so a torn read shows.
-fn derived(c: i64) -> Published {
-    Published {
-        epoch: 0,
-        model: Some(Model {
-            anchor: Steady(c),
-            bound: Interval {
-                lo: RefTime(3 * c as i128),
-                hi: RefTime(3 * c as i128 + 1000),
-            },
-            ageing: Ageing {
-                rate: Rate((c % 1000) as i128),
-                phi: Rate((c % 1000 + 1) as i128),
-                evidence: Some((Steady(c - 10), Steady(c - 5))),
-                wander: Rate(20_000),
-                phi_hw: Rate(200_000_000),
-            },
-            status: Status::Synchronized,
-            sync_until: Steady(c + 5),
-            void_after: Steady(c + 7),
-            utc: UtcMapping::default(),
-        }),
+/// A publication whose every field is derived from `c`, so a torn read
+/// shows.
+fn derived(c: i64) -> Publication {
+    let model = Model {
+        anchor: Steady(c),
+        bound: Interval {
+            lo: RefTime(3 * c as i128),
+            hi: RefTime(3 * c as i128 + 1000),
+        },
+        ageing: Ageing {
+            rate: Rate((c % 1000) as i128),
+            phi: Rate((c % 1000 + 1) as i128),
+            evidence: Some((Steady(c - 10), Steady(c - 5))),
+            wander: Rate(20_000),
+            phi_hw: Rate(200_000_000),
+        },
         status: Status::Synchronized,
-        offs_boot_ns: -c,
-        clocksource: format!("cs{}", c % 97),
-        boot_id: format!("b{}", c % 89),
-        written_at_ns: c,
-        violations: c as u64 % 5,
-        vmclock_marker: (c % 3 == 0).then_some((c as u64, c % 2 == 0)),
-    }
+        sync_until: Steady(c + 5),
+        void_after: Steady(c + 7),
+        utc: UtcMapping::default(),
+    };
+    let mut p = Publication::bare(Steady(c), Some(model), Status::Synchronized, -c);
+    p.clocksource = Some(format!("cs{}", c % 97));
+    p.violations = c as u64 % 5;
+    p.vmclock_marker = (c % 3 == 0).then_some(c as u64);
+    p
 }
 
-fn consistent(p: &Published) -> bool {
-    let Some(m) = &p.model else { return false };
+fn consistent(d: &Decoded) -> bool {
+    let Some(m) = &d.model else { return false };
     let c = m.anchor.0;
-    *p == Published {
-        epoch: p.epoch,
-        ..derived(c)
-    }
+    let p = derived(c);
+    d.model == p.model
+        && d.env.offs_boot == -c
+        && d.env.written_at == c
+        && d.env.violations == p.violations
+        && d.env.vmclock_marker == p.vmclock_marker.map(|v| (v, false))
+        && d.clocksource == format!("cs{}", c % 97)
 }
 
 /// Child roles, re-executed from this test binary.
@@ -80,7 +80,7 @@ fn role_child() {
             let (mut ok, mut torn, mut busy, mut distinct, mut last) =
                 (0u64, 0u64, 0u64, 0u64, 0i64);
             while Instant::now() < until {
-                match r.read() {
+                match r.decode() {
                     Ok(p) if p.model.is_none() => {}
                     Ok(p) if consistent(&p) => {
                         ok += 1;
@@ -178,9 +178,9 @@ fn bad_segments_give_clear_errors() {
     let path = dir.join("mid");
     let w = Writer::create(&path).unwrap();
     w.publish(&derived(5_000));
-    w.abandon_mid_write();
+    skewd::shm::writer::abandon_mid_write(w.seg());
     let r = Reader::open(&path).unwrap();
-    assert!(matches!(r.read(), Err(ShmError::MidWrite)));
+    assert!(matches!(r.decode(), Err(ShmError::MidWrite)));
     let c = Clock::open(&path).unwrap();
     assert!(matches!(c.now(), Err(ClientError::Shm(ShmError::MidWrite))));
     // While that writer lives, nobody else may take the segment ...
@@ -191,7 +191,7 @@ fn bad_segments_give_clear_errors() {
     // ... once it is gone (killed: the kernel drops its lock), the next resets it.
     drop(w);
     drop(Writer::create(&path).unwrap());
-    assert!(r.read().is_ok(), "reset by the next writer");
+    assert!(r.decode().is_ok(), "reset by the next writer");
     assert!(matches!(
         c.now(),
         Err(ClientError::NoModel(Status::Unknown))

@@ -71,7 +71,7 @@ fn f_liars_never_break_the_interval() {
 
 #[test]
 fn disjoint_liars_are_named() {
-    use skewd::core::engine::SourceState;
+    use skewd::core::source::SourceState;
     use skewd::sim::world::World;
     let sc = all(0.5)
         .into_iter()

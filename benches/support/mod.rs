@@ -7,8 +7,10 @@
 use skewd::clock;
 use skewd::core::leap::UtcMapping;
 use skewd::core::model::{Ageing, Model, Status};
+use skewd::core::publish::Publication;
+use skewd::core::time::Steady;
 use skewd::core::time::{Interval, Nanos, Rate, RefTime};
-use skewd::shm::{Published, Writer};
+use skewd::shm::Writer;
 use std::path::PathBuf;
 
 pub fn segment(tag: &str) -> (Writer, PathBuf) {
@@ -20,7 +22,7 @@ pub fn segment_with(tag: &str, vmclock_marker: Option<(u64, bool)>) -> (Writer, 
     let dir = std::env::temp_dir().join(format!("skewd-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("clock");
-    let w = Writer::create(&path).unwrap();
+    let mut w = Writer::create(&path).unwrap();
     let p = clock::paired_realtime();
     let anchor = p.steady;
     let model = Model {
@@ -42,17 +44,10 @@ pub fn segment_with(tag: &str, vmclock_marker: Option<(u64, bool)>) -> (Writer, 
         utc: UtcMapping::default(),
     };
     let (offs, _) = clock::boot_offset();
-    w.publish(&Published {
-        epoch: 0,
-        model: Some(model),
-        status: Status::Synchronized,
-        offs_boot_ns: offs,
-        clocksource: clock::clocksource().unwrap_or_default(),
-        boot_id: String::new(),
-        written_at_ns: 0,
-        violations: 0,
-        vmclock_marker,
-    });
+    let mut p = Publication::bare(Steady(0), Some(model), Status::Synchronized, offs);
+    p.vmclock_marker = vmclock_marker.map(|m| m.0);
+    w.set_vmclock_default(vmclock_marker.is_some_and(|m| m.1));
+    w.publish(&p);
     let _ = RefTime(0);
     (w, path)
 }

@@ -1,42 +1,41 @@
-//! The sans-IO engine: every source's state machine plus the estimator.
+//! The sans-IO engine: every source's state machine, the estimator, leap
+//! seconds, and every decision about the host's own clocks.
 //!
 //! The shell calls [`Engine::handle_timer`] at (or after) the deadline it was
-//! last given, [`Engine::handle_sent`] / [`Engine::send_failed`] for each
-//! `Send` it performed, [`Engine::handle_reply`] for each datagram, and
-//! [`Engine::observe_realtime`] / [`Engine::interrupt`] for local clock
-//! events. Each returns [`Action`]s for the shell to perform. Nothing here
-//! reads a clock or touches a socket; randomness (request nonces) is passed in.
+//! last given and performs the [`Action`]s: `Send` (then
+//! [`Engine::handle_sent`] or [`Engine::send_failed`]), `Read` a one-way
+//! source (then [`Engine::handle_reading`]), `Publish`. Each datagram goes
+//! to [`Engine::handle_reply`] with the stamps read around `recv()`; every
+//! reading of the host's clocks to [`Engine::handle_local`], which decides
+//! what a suspend, a clocksource change, a VMClock disruption or a REALTIME
+//! step means. Nothing here reads a clock or touches a socket; randomness
+//! (request nonces) is passed in.
 //!
 //! NTP eras are resolved against the *published model* (its UTC at the
 //! sample's instant), or the last published one, or [`BUILD_PIVOT`] before
 //! any: never against a raw sample, so one source's bytes cannot change what
 //! the other sources' timestamps mean.
 
+use super::direct::{DirectError, DirectReading};
 use super::estimator::{Assumptions, Estimator, Round, Timetable};
-use super::leap::{LeapEvent, LeapState, LeapTable};
+use super::leap::{Leap, LeapEvent, LeapState, LeapTable};
+use super::local::{Interruption, LocalReading, LocalState};
 use super::model::{Model, Status};
-use super::packet::{Leap, BUILD_PIVOT, HEADER_LEN};
-use super::sample::{RxStamps, Sample, SampleParams, SentStamps};
-use super::source::{PollConfig, Rejected, Source};
+use super::ntp::packet::BUILD_PIVOT;
+use super::ntp::{Rejected, SampleParams};
+use super::poll::PollConfig;
+use super::publish::{LeapView, Publication, Skew};
+use super::sample::Sample;
+use super::source::{centre, Kind, Record, SourceConfig, SourceId, SourceReport};
+use super::stamps::{RxStamps, SentStamps};
 use super::time::{Interval, Nanos, Rate, RefTime, Steady, NS_PER_S};
-
-/// What the engine is told about one configured source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SourceConfig {
-    /// The server ages its root dispersion itself before sending (chrony
-    /// does; ntpd sends it as of its last update), so skewd does not age it
-    /// again at Phi_s. A stated assumption: declared for an ntpd-style
-    /// server, that server's error since its reference time escapes the
-    /// bound (the simulator shows the violations).
-    pub dispersion_aged_by_server: bool,
-}
 
 /// Engine settings: everything the engine needs, complete at construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Poll policy, shared by all sources.
     pub poll: PollConfig,
-    /// Per-exchange bound parameters.
+    /// Per-exchange bound parameters (NTP).
     pub sample: SampleParams,
     /// Oscillator assumptions.
     pub assumptions: Assumptions,
@@ -51,10 +50,14 @@ pub struct EngineConfig {
     /// A saved rate estimate (drift file) to centre the hardware bound on.
     /// It never narrows anything.
     pub rate_hint: Option<Rate>,
+    /// A published model reads as `unknown` this long after its
+    /// publication unless a newer one replaces it (a dead or frozen
+    /// publisher shows as a status change, never a stale narrow interval).
+    pub publish_grace: Nanos,
 }
 
 impl EngineConfig {
-    /// Defaults for a poll interval and `sources` plain sources.
+    /// Defaults for a poll interval and `sources` plain NTP sources.
     pub fn new(poll: Nanos, sources: usize) -> EngineConfig {
         EngineConfig {
             poll: PollConfig::with_poll(poll),
@@ -65,82 +68,46 @@ impl EngineConfig {
             sources: vec![SourceConfig::default(); sources],
             leap_table: LeapTable::default(),
             rate_hint: None,
+            publish_grace: Nanos::from_secs(3),
         }
     }
 }
 
 /// What the shell must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub enum Action {
-    /// Send these bytes to source `source`, then report the stamps read
+    /// Send these bytes to NTP source `source`, then report the stamps read
     /// around `send()` with [`Engine::handle_sent`] (or
     /// [`Engine::send_failed`]).
     Send {
-        /// Source index.
-        source: usize,
+        /// The source.
+        source: SourceId,
         /// The request.
-        packet: [u8; HEADER_LEN],
+        packet: Vec<u8>,
+    },
+    /// Read one-way source `source` now and hand the reading to
+    /// [`Engine::handle_reading`].
+    Read {
+        /// The source.
+        source: SourceId,
     },
     /// Call `handle_timer` at this instant.
     WakeAt(Steady),
-    /// Publish this model (`None`: there is no usable model; see `status_at`).
-    Publish(Option<Model>),
+    /// Publish this: write it to the segment, show it to operators.
+    Publish(Box<Publication>),
 }
 
-/// How a source stands, for `/v1/status` and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceState {
-    /// Its interval took part in the last selection and meets the anchor.
-    Selected,
-    /// It has a valid interval but no selection used it yet.
-    Candidate,
-    /// Its interval is disjoint from the published anchor.
-    Falseticker,
-    /// No valid sample recently.
-    Unreachable,
-    /// Its replies are refused (bad packets, kiss-o'-death).
-    Invalid,
-}
-
-impl SourceState {
-    /// Lower-case name for JSON and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceState::Selected => "selected",
-            SourceState::Candidate => "candidate",
-            SourceState::Falseticker => "falseticker",
-            SourceState::Unreachable => "unreachable",
-            SourceState::Invalid => "invalid",
-        }
-    }
-}
-
-/// A source's figures.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SourceReport {
-    /// State.
-    pub state: SourceState,
-    /// Reachability register.
-    pub reach: u8,
-    /// Centre of its latest sample minus the model's centre at that instant.
-    pub offset: Option<Nanos>,
-    /// Round-trip delay of its latest sample.
-    pub delay: Option<Nanos>,
-    /// Advertised root distance of its latest sample.
-    pub root_distance: Option<Nanos>,
-    /// Outcome counters.
-    pub counters: super::source::Counters,
-}
-
-/// The result of comparing the system clock with the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RealtimeReport {
-    /// System REALTIME minus the model's centre, with the model's half-width
-    /// as its uncertainty. `None` without a model.
-    pub offset: Option<(Nanos, Nanos)>,
-    /// Whether REALTIME stepped since the previous observation.
-    pub stepped: bool,
+/// Something worth telling an operator, drained by the shell
+/// ([`Engine::take_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A leap second was scheduled, completed or cancelled.
+    Leap(LeapEvent),
+    /// A timeline interruption dropped the model.
+    Interrupted(Interruption),
+    /// The system clock (REALTIME) was stepped by about this much.
+    RealtimeStep(Nanos),
 }
 
 /// A REALTIME change beyond rate and slew limits by more than this is a step.
@@ -151,24 +118,11 @@ const REALTIME_SLEW: Rate = Rate::from_ppm(500);
 /// implausible (a source hours off, or one lying about the NTP era).
 pub const IMPLAUSIBLE: Nanos = Nanos(3600 * NS_PER_S);
 
-/// Everything the engine keeps per configured source, in one place.
-#[derive(Debug, Clone)]
-struct Slot {
-    cfg: SourceConfig,
-    source: Source,
-    /// Disjoint from the last published anchor.
-    falseticker: bool,
-    /// Had a valid interval in the last selection that published.
-    used: bool,
-    /// The leap indicator of its newest sample.
-    leap_bit: Leap,
-}
-
 /// The engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
     cfg: EngineConfig,
-    slots: Vec<Slot>,
+    records: Vec<Record>,
     estimator: Estimator,
     /// The UTC centre of the last published model: the era pivot while
     /// there is no model (kept across dropped models).
@@ -176,8 +130,9 @@ pub struct Engine {
     last_realtime: Option<(Steady, RefTime)>,
     steps: u64,
     leap: LeapState,
-    /// Leap events for the shell to log, oldest first (drained by it).
-    leap_events: Vec<LeapEvent>,
+    local: LocalState,
+    skew: Option<Skew>,
+    events: Vec<Event>,
 }
 
 impl Engine {
@@ -191,16 +146,11 @@ impl Engine {
         let leap = LeapState::new(n, cfg.leap_table.clone());
         estimator.set_utc(leap.mapping());
         Engine {
-            slots: cfg
+            records: cfg
                 .sources
                 .iter()
-                .map(|c| Slot {
-                    cfg: *c,
-                    source: Source::new(cfg.poll, now),
-                    falseticker: false,
-                    used: false,
-                    leap_bit: Leap::None,
-                })
+                .enumerate()
+                .map(|(i, c)| Record::new(SourceId(i), *c, cfg.poll, now))
                 .collect(),
             cfg,
             estimator,
@@ -208,7 +158,9 @@ impl Engine {
             last_realtime: None,
             steps: 0,
             leap,
-            leap_events: Vec::new(),
+            local: LocalState::default(),
+            skew: None,
+            events: Vec::new(),
         }
     }
 
@@ -232,9 +184,9 @@ impl Engine {
         &self.leap
     }
 
-    /// Leap events since the last call (scheduled, completed, cancelled).
-    pub fn take_leap_events(&mut self) -> Vec<LeapEvent> {
-        std::mem::take(&mut self.leap_events)
+    /// Events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// REALTIME steps counted.
@@ -249,12 +201,15 @@ impl Engine {
 
     /// Number of configured sources.
     pub fn source_count(&self) -> usize {
-        self.slots.len()
+        self.records.len()
     }
 
     /// The earliest deadline of any source.
     pub fn poll_timeout(&self) -> Option<Steady> {
-        self.slots.iter().filter_map(|s| s.source.deadline()).min()
+        self.records
+            .iter()
+            .filter_map(|r| r.poller().deadline())
+            .min()
     }
 
     /// The era pivot for a sample taken at `at`: the published model's UTC
@@ -266,69 +221,114 @@ impl Engine {
         }
     }
 
-    /// Timer: send what is due and say when to wake next.
-    pub fn handle_timer(&mut self, now: Steady, nonce: &mut dyn FnMut() -> u64) -> Vec<Action> {
-        let mut out = Vec::new();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            if s.source.deadline().is_some_and(|d| d <= now) {
-                if let Some(req) = s.source.handle_timer(now, nonce()) {
-                    out.push(Action::Send {
-                        source: i,
-                        packet: req.packet,
-                    });
-                }
-            }
-        }
+    fn wake(&self, out: &mut Vec<Action>) {
         if let Some(t) = self.poll_timeout() {
             out.push(Action::WakeAt(t));
         }
+    }
+
+    /// Timer: ask for what is due and say when to wake next.
+    pub fn handle_timer(&mut self, now: Steady, nonce: &mut dyn FnMut() -> u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for r in &mut self.records {
+            if r.poller().deadline().is_none_or(|d| d > now) {
+                continue;
+            }
+            match &mut r.kind {
+                Kind::Ntp(s) => {
+                    if let Some(packet) = s.handle_timer(now, nonce()) {
+                        out.push(Action::Send {
+                            source: r.id,
+                            packet: packet.to_vec(),
+                        });
+                    }
+                }
+                Kind::Direct(s) => {
+                    if s.handle_timer(now) {
+                        out.push(Action::Read { source: r.id });
+                    }
+                }
+            }
+        }
+        self.wake(&mut out);
         out
     }
 
-    /// The shell sent source `source`'s request, reading `stamps` around
-    /// `send()`.
-    pub fn handle_sent(&mut self, source: usize, stamps: SentStamps) {
-        if let Some(s) = self.slots.get_mut(source) {
-            s.source.handle_sent(stamps);
+    fn ntp(&mut self, id: SourceId) -> Option<&mut super::ntp::NtpSource> {
+        match &mut self.records.get_mut(id.0)?.kind {
+            Kind::Ntp(s) => Some(s),
+            Kind::Direct(_) => None,
+        }
+    }
+
+    /// The shell sent `source`'s request, reading `stamps` around `send()`.
+    pub fn handle_sent(&mut self, source: SourceId, stamps: SentStamps) {
+        if let Some(s) = self.ntp(source) {
+            s.handle_sent(stamps);
         }
     }
 
     /// The shell could not send `source`'s request (no address yet, or the
     /// socket refused it).
-    pub fn send_failed(&mut self, source: usize) {
-        if let Some(s) = self.slots.get_mut(source) {
-            s.source.send_failed();
+    pub fn send_failed(&mut self, source: SourceId) {
+        if let Some(s) = self.ntp(source) {
+            s.send_failed();
         }
     }
 
-    /// A datagram from source `source`, with what the shell read around
+    /// A datagram from NTP source `source`, with what the shell read around
     /// `recv()`.
     pub fn handle_reply(
         &mut self,
-        source: usize,
+        source: SourceId,
         bytes: &[u8],
         rx: &RxStamps,
     ) -> Result<Vec<Action>, Rejected> {
         let pivot = self.pivot(rx.at);
-        let model_then = |e: &Estimator, at: Steady| e.model().map(|m| m.interval_at(at).interval);
-        let Some(slot) = self.slots.get_mut(source) else {
+        let mut params = self.cfg.sample;
+        let Some(r) = self.records.get_mut(source.0) else {
             return Err(Rejected::Unexpected);
         };
-        let mut params = self.cfg.sample;
-        if slot.cfg.dispersion_aged_by_server {
+        if let SourceConfig::Ntp {
+            dispersion_aged_by_server: true,
+        } = r.cfg
+        {
             params.server_dispersion_rate = Rate(0);
         }
-        let sample = slot.source.handle_reply(bytes, rx, pivot, &params)?;
-        let model_iv = model_then(&self.estimator, sample.at);
-        let bound = self.leap.to_internal(source, sample.bound, model_iv);
+        let Kind::Ntp(s) = &mut r.kind else {
+            return Err(Rejected::Unexpected);
+        };
+        let sample = s.handle_reply(bytes, rx, pivot, &params)?;
+        Ok(self.accept(source, sample))
+    }
+
+    /// What the shell read from one-way source `source`.
+    pub fn handle_reading(
+        &mut self,
+        source: SourceId,
+        reading: &DirectReading,
+    ) -> Result<Vec<Action>, DirectError> {
+        let Some(Kind::Direct(s)) = self.records.get_mut(source.0).map(|r| &mut r.kind) else {
+            return Err(DirectError::Unexpected);
+        };
+        let sample = s.handle_reading(reading)?;
+        Ok(self.accept(source, sample))
+    }
+
+    /// A sample from any kind of source: onto the leap-free timescale, into
+    /// the source's filter, a selection round, leap bookkeeping, publish.
+    fn accept(&mut self, source: SourceId, sample: Sample) -> Vec<Action> {
+        let model_iv = self.model().map(|m| m.interval_at(sample.at).interval);
+        let bound = self.leap.to_internal(source.0, sample.bound, model_iv);
+        let r = &mut self.records[source.0];
         if let Some(m) = model_iv {
             let gap = (bound.lo - m.hi).max(m.lo - bound.hi);
             if gap > IMPLAUSIBLE {
-                slot.source.counters.implausible += 1;
+                r.poller_mut().counters.implausible += 1;
             }
         }
-        slot.source.filter.push(Sample { bound, ..sample });
-        slot.leap_bit = sample.leap;
+        r.filter.push(Sample { bound, ..sample });
+        r.leap_bit = sample.leap;
         let round = self.round(sample.at);
         if let Some(m) = round.published {
             self.fix_origin(&m);
@@ -336,24 +336,22 @@ impl Engine {
         }
         if let (Ok(sel), Some(m)) = (round.selection, self.estimator.model()) {
             let bits: Vec<Option<Leap>> = self
-                .slots
+                .records
                 .iter()
-                .map(|s| (s.used && !s.falseticker).then_some(s.leap_bit))
+                .map(|r| (r.used && !r.falseticker).then_some(r.leap_bit))
                 .collect();
             let utc_now = centre(m.utc_at(sample.at).interval);
             if let Some(e) = self.leap.observe(&bits, sel.f, utc_now) {
-                self.leap_events.push(e);
+                self.events.push(Event::Leap(e));
             }
         }
         self.estimator.set_utc(self.leap.mapping());
         if let Some(m) = self.estimator.model() {
             self.last_pivot = Some(centre(m.utc_at(m.anchor).interval));
         }
-        let mut out = vec![Action::Publish(self.model().copied())];
-        if let Some(t) = self.poll_timeout() {
-            out.push(Action::WakeAt(t));
-        }
-        Ok(out)
+        let mut out = vec![Action::Publish(Box::new(self.publication(sample.at)))];
+        self.wake(&mut out);
+        out
     }
 
     /// At the first model: fix the leap-free origin from its UTC, moving
@@ -363,8 +361,8 @@ impl Engine {
         if shift != Nanos(0) {
             self.estimator.shift(shift);
             self.leap.shift(shift);
-            for s in &mut self.slots {
-                s.source.filter.shift(shift);
+            for r in &mut self.records {
+                r.filter.shift(shift);
             }
         }
     }
@@ -374,46 +372,65 @@ impl Engine {
         let ageing = self.estimator.ageing();
         let max_age = self.cfg.max_sample_age;
         let intervals: Vec<Option<Interval>> = self
-            .slots
+            .records
             .iter()
-            .map(|s| {
-                s.source
-                    .filter
-                    .best_at(now, max_age, &ageing)
-                    .map(|(iv, _)| iv)
-            })
+            .map(|r| r.filter.best_at(now, max_age, &ageing).map(|(iv, _)| iv))
             .collect();
         let round = self.estimator.update(now, &intervals);
         if round.published.is_some() {
-            for ((s, f), iv) in self
-                .slots
+            for ((r, f), iv) in self
+                .records
                 .iter_mut()
                 .zip(&round.falseticker)
                 .zip(&intervals)
             {
-                s.falseticker = *f;
-                s.used = iv.is_some();
+                r.falseticker = *f;
+                r.used = iv.is_some();
             }
         }
         round
     }
 
-    /// A timeline interruption (suspend, clocksource change) detected at
-    /// `now`: drop the model and every sample from before it.
-    pub fn interrupt(&mut self, now: Steady) -> Vec<Action> {
+    /// A timeline interruption at `now`: drop the model and every sample
+    /// from before it. (The shell reports local readings with
+    /// [`Engine::handle_local`], which decides when to call this.)
+    pub fn interrupt(&mut self, now: Steady) {
         self.estimator.interrupt(now);
-        for s in &mut self.slots {
-            s.source.filter.drop_before(now);
-            s.source.cancel_outstanding();
+        for r in &mut self.records {
+            r.interrupt(now);
         }
         self.last_realtime = None;
-        vec![Action::Publish(None)]
     }
 
-    /// Compare a paired reading of the steady clock and the system REALTIME
-    /// clock with the model: the skew operators alert on, and step detection.
-    pub fn observe_realtime(&mut self, now: Steady, realtime: RefTime) -> RealtimeReport {
-        let mut stepped = false;
+    /// A reading of the host's own clocks: interruptions, the REALTIME skew
+    /// and steps, then a publication.
+    pub fn handle_local(&mut self, reading: &LocalReading) -> Vec<Action> {
+        if let Some(i) = self.local.observe(reading) {
+            self.interrupt(reading.at);
+            self.events.push(Event::Interrupted(i));
+        }
+        if let Some(p) = reading.realtime {
+            let (step, offset) = self.observe_realtime(p.steady, p.realtime);
+            if let Some(by) = step {
+                self.events.push(Event::RealtimeStep(by));
+            }
+            self.skew = offset.map(|(o, u)| Skew {
+                offset: o,
+                uncertainty: u + Nanos((p.span.0 + 1) / 2),
+            });
+        }
+        vec![Action::Publish(Box::new(self.publication(reading.at)))]
+    }
+
+    /// Compare a paired reading of the steady clock and REALTIME with the
+    /// model: whether it stepped (and by about how much), and its offset and
+    /// uncertainty.
+    fn observe_realtime(
+        &mut self,
+        now: Steady,
+        realtime: RefTime,
+    ) -> (Option<Nanos>, Option<(Nanos, Nanos)>) {
+        let mut step = None;
         if let Some((t0, r0)) = self.last_realtime {
             let steady = now.since(t0);
             let real = realtime - r0;
@@ -422,7 +439,7 @@ impl Engine {
                 steady,
             ) + STEP_THRESHOLD;
             if (real - steady).abs() > allowed {
-                stepped = true;
+                step = Some(real - steady);
                 self.steps += 1;
             }
         }
@@ -431,62 +448,54 @@ impl Engine {
             let iv = m.utc_at(now).interval;
             (realtime - centre(iv), iv.half_width_ceil())
         });
-        RealtimeReport { offset, stepped }
+        (step, offset)
+    }
+
+    /// What to publish at `now`.
+    pub fn publication(&self, now: Steady) -> Publication {
+        let grace = now.plus(self.cfg.publish_grace);
+        let model = self.model().map(|m| {
+            let mut m = *m;
+            m.void_after = m.void_after.min(grace);
+            m.sync_until = m.sync_until.min(m.void_after);
+            m
+        });
+        Publication {
+            at: now,
+            model,
+            status: self.status_at(now),
+            offs_boot_ns: self.local.boot_offset.map_or(0, |b| b.0),
+            clocksource: self.local.clocksource.clone(),
+            vmclock_marker: self.local.vmclock_marker,
+            violations: self.violations(),
+            steps: self.steps,
+            interruptions: self.local.counts,
+            skew: self.skew,
+            sources: self.source_reports(),
+            leap: LeapView::of(&self.leap),
+        }
     }
 
     /// Each source's newest sample.
     pub fn latest_samples(&self) -> Vec<Option<Sample>> {
-        self.slots
+        self.records
             .iter()
-            .map(|s| s.source.filter.latest().copied())
+            .map(|r| r.filter.latest().copied())
             .collect()
     }
 
     /// Every source's figures.
     pub fn source_reports(&self) -> Vec<SourceReport> {
         let model = self.model();
-        self.slots
-            .iter()
-            .map(|slot| {
-                let s = &slot.source;
-                let latest = s.filter.latest();
-                let offset = latest.and_then(|l| {
-                    let m = model?.interval_at(l.at).interval;
-                    Some(centre(l.bound) - centre(m))
-                });
-                let state = if s.stopped().is_some() || (s.last_error.is_some() && s.reach() == 0) {
-                    SourceState::Invalid
-                } else if latest.is_none() || s.reach() == 0 {
-                    SourceState::Unreachable
-                } else if slot.falseticker {
-                    SourceState::Falseticker
-                } else if slot.used {
-                    SourceState::Selected
-                } else {
-                    SourceState::Candidate
-                };
-                SourceReport {
-                    state,
-                    reach: s.reach(),
-                    offset,
-                    delay: latest.map(|l| l.delay),
-                    root_distance: latest.map(|l| l.root_distance),
-                    counters: s.counters,
-                }
-            })
-            .collect()
+        self.records.iter().map(|r| r.report(model)).collect()
     }
-}
-
-/// The midpoint of an interval, rounded down.
-fn centre(iv: Interval) -> RefTime {
-    RefTime(iv.lo.0 + (iv.hi.0 - iv.lo.0).div_euclid(2))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::packet::{NtpTimestamp, Packet, MODE_SERVER};
+    use crate::core::ntp::packet::{NtpTimestamp, Packet, MODE_SERVER};
+    use crate::core::source::SourceState;
 
     /// Four sources, one of which walks the NTP era forward (the review's
     /// attack): the honest three keep the interval on true time.
@@ -509,7 +518,7 @@ mod tests {
                     e.handle_sent(source, SentStamps::steady(now));
                     let q = Packet::parse(&packet).unwrap();
                     let t = truth0 + Nanos(now.0 as i128 + 50_000);
-                    let told = if source == 3 {
+                    let told = if source == SourceId(3) {
                         lies += 1;
                         t + Nanos::from_secs(era_step * lies.min(3))
                     } else {
@@ -547,5 +556,48 @@ mod tests {
         let r = e.source_reports();
         assert_eq!(r[3].state, SourceState::Falseticker);
         assert!(r[3].counters.implausible > 0);
+    }
+
+    /// Publications carry the grace: a model published at `t` reads as
+    /// `unknown` after `t + publish_grace` unless a newer one replaces it.
+    #[test]
+    fn publications_expire_without_the_publisher() {
+        let mut e = Engine::new(EngineConfig::new(Nanos::from_secs(16), 1), Steady(0));
+        let actions = e.handle_timer(Steady(0), &mut || 7);
+        e.handle_sent(SourceId(0), SentStamps::steady(Steady(0)));
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let reply = Packet {
+            leap: Leap::None,
+            version: 4,
+            mode: MODE_SERVER,
+            stratum: 1,
+            poll: 4,
+            precision: -20,
+            root_delay: 0,
+            root_dispersion: 100,
+            ref_id: *b"TEST",
+            reference: NtpTimestamp::from_ref(t),
+            origin: NtpTimestamp(7),
+            receive: NtpTimestamp::from_ref(t),
+            transmit: NtpTimestamp::from_ref(t),
+        };
+        assert!(matches!(actions[0], Action::Send { .. }));
+        let out = e
+            .handle_reply(
+                SourceId(0),
+                &reply.serialize(),
+                &RxStamps::steady(Steady(1000)),
+            )
+            .unwrap();
+        let Action::Publish(p) = &out[0] else {
+            panic!("{out:?}")
+        };
+        let m = p.model.unwrap();
+        assert_eq!(m.void_after, Steady(1000).plus(Nanos::from_secs(3)));
+        assert_eq!(m.status_at(Steady(1000)), Status::Synchronized);
+        assert_eq!(
+            m.status_at(Steady(1000).plus(Nanos::from_secs(4))),
+            Status::Unknown
+        );
     }
 }

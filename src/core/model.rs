@@ -273,6 +273,20 @@ pub struct Model {
     pub utc: UtcMapping,
 }
 
+/// The status timetable, the one rule every reader applies: a model reads
+/// as `unknown` after void-after, and a `synchronized` one as
+/// `free_running` after sync-until.
+#[inline(always)]
+pub fn timetable(status: Status, sync_until: Steady, void_after: Steady, x: Steady) -> Status {
+    if x > void_after {
+        Status::Unknown
+    } else if status == Status::Synchronized && x > sync_until {
+        Status::FreeRunning
+    } else {
+        status
+    }
+}
+
 /// An interval read from the model, with its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
@@ -303,13 +317,7 @@ impl Model {
 
     /// The status at steady instant `x` (the documented timetable).
     pub fn status_at(&self, x: Steady) -> Status {
-        if x > self.void_after {
-            Status::Unknown
-        } else if self.status == Status::Synchronized && x > self.sync_until {
-            Status::FreeRunning
-        } else {
-            self.status
-        }
+        timetable(self.status, self.sync_until, self.void_after, x)
     }
 
     /// The first steady instant (within `limit` of the anchor) at which the

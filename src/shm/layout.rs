@@ -85,7 +85,7 @@ pub const FLAG_LEAP_PENDING: u32 = 64;
 /// The segment, as mapped. Every field is atomic: racing plain reads of
 /// memory another process writes would be undefined behaviour.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Segment {
     /// [`MAGIC`].
     pub magic: AtomicU64,

@@ -135,49 +135,11 @@ impl VmClock {
     }
 }
 
-/// Watches the marker: reports each change once.
-#[derive(Debug)]
-pub struct Watch {
-    clock: VmClock,
-    last: Option<u64>,
-    /// Changes seen since start.
-    pub disruptions: u64,
-}
-
-impl Watch {
-    /// Start watching (the current marker is the baseline).
-    pub fn new(clock: VmClock) -> Watch {
-        let last = clock.disruption_marker();
-        Watch {
-            clock,
-            last,
-            disruptions: 0,
-        }
-    }
-
-    /// Whether the marker changed since the last poll.
-    pub fn poll(&mut self) -> bool {
-        let Some(now) = self.clock.disruption_marker() else {
-            return false;
-        };
-        let changed = self.last.is_some_and(|l| l != now);
-        self.last = Some(now);
-        if changed {
-            self.disruptions += 1;
-        }
-        changed
-    }
-
-    /// The marker last read.
-    pub fn marker(&self) -> Option<u64> {
-        self.last
-    }
-}
-
 /// Write a VMClock page at `path` as a hypervisor would, for tests and
 /// benches: created (4 KiB, header only) if missing, then the marker
 /// updated in place under the seqlock (odd while writing), so a process
 /// that has it mapped sees the change.
+#[cfg(any(test, feature = "testing"))]
 pub fn write_page(path: &Path, seq: u32, marker: u64) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom, Write};
     if !path.exists() {
@@ -205,28 +167,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_marker_and_reports_each_change_once() {
+    fn reads_the_marker_and_refuses_foreign_pages() {
         let dir = std::env::temp_dir().join(format!("skewd-vmclock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("vmclock0");
         write_page(&p, 2, 7).unwrap();
-        let mut w = Watch::new(VmClock::open(&p).unwrap());
-        assert_eq!(w.marker(), Some(7));
-        assert!(!w.poll());
+        let c = VmClock::open(&p).unwrap();
+        assert_eq!(c.disruption_marker(), Some(7));
         // The file is rewritten in place (same inode): the mapping sees it.
         let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         use std::io::{Seek, SeekFrom, Write};
         f.seek(SeekFrom::Start(16)).unwrap();
         f.write_all(&8u64.to_le_bytes()).unwrap();
         f.flush().unwrap();
-        assert!(w.poll());
-        assert!(!w.poll());
-        assert_eq!((w.marker(), w.disruptions), (Some(8), 1));
-        // Mid-update (odd sequence): no reading, no change reported.
+        assert_eq!(c.disruption_marker(), Some(8));
+        // Mid-update (odd sequence): no reading.
         f.seek(SeekFrom::Start(12)).unwrap();
         f.write_all(&3u32.to_le_bytes()).unwrap();
-        assert_eq!(w.clock.disruption_marker(), None);
-        assert!(!w.poll());
+        assert_eq!(c.disruption_marker(), None);
         // Foreign files are refused with what was found.
         std::fs::write(dir.join("other"), vec![0u8; 64]).unwrap();
         assert!(matches!(

@@ -6,7 +6,7 @@
 
 use super::rng::Rng;
 use super::spec::Strategy;
-use crate::core::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
+use crate::core::ntp::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
 use crate::core::time::{RefTime, NS_PER_S};
 
 /// (2^31 − 10^8) s: just under half an era, so each step lands in the next

@@ -3,8 +3,8 @@
 
 pub use super::report::{report, run_seeds, Report};
 use super::spec::{
-    Behaviour, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, Scenario, ServerSpec, StampSpec,
-    Strategy,
+    Behaviour, DirectSpec, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, Scenario, ServerSpec,
+    StampSpec, Strategy,
 };
 use crate::core::engine::EngineConfig;
 use crate::core::leap::LeapTable;
@@ -32,6 +32,7 @@ fn base(name: &'static str, servers: Vec<ServerSpec>, hours: f64) -> Scenario {
         name,
         within_assumptions: true,
         servers,
+        direct: vec![],
         net: NetSpec::lan(),
         osc: osc(),
         events: vec![],
@@ -256,6 +257,29 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     }
 
     byzantine(&mut v, hours);
+
+    // The second source kind: two one-way sources (a PTP hardware clock
+    // would be one) beside three NTP servers, one of them lying: N = 5,
+    // f = 2. The direct sources' 2 us bounds carry the model.
+    let mut servers = honest(2);
+    servers.push(ServerSpec::liar(Behaviour::Constant(5_000_000)));
+    let mut s = base("phc_direct", servers, hours);
+    let phc = DirectSpec {
+        half_width_ns: 2_000,
+        read_ns: 1_000,
+        offset_ns: 0,
+    };
+    s.direct = vec![
+        DirectSpec {
+            offset_ns: 1_500,
+            ..phc
+        },
+        DirectSpec {
+            offset_ns: -1_200,
+            ..phc
+        },
+    ];
+    v.push(s);
 
     // Outside the assumptions: must be detected.
     let mut s = base("frequency_step", honest(4), long);

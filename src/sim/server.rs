@@ -6,8 +6,10 @@
 use super::adversary::Adversary;
 use super::rng::Rng;
 use super::spec::{Behaviour, LeapSpec, ServerSpec};
-use crate::core::packet::MODE_SERVER;
-use crate::core::packet::{log2_to_nanos_ceil, nanos_to_short_ceil, Leap, NtpTimestamp, Packet};
+use crate::core::ntp::packet::MODE_SERVER;
+use crate::core::ntp::packet::{
+    log2_to_nanos_ceil, nanos_to_short_ceil, Leap, NtpTimestamp, Packet,
+};
 use crate::core::time::{Nanos, RefTime, NS_PER_S};
 
 /// One simulated server and its state.

@@ -133,6 +133,20 @@ impl ServerSpec {
     }
 }
 
+/// A one-way source (the second source kind, as a PTP hardware clock read
+/// against the steady clock would be): read when the engine asks, it hands
+/// over a bound directly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirectSpec {
+    /// Half-width of the bound it reports (ns).
+    pub half_width_ns: i64,
+    /// How long a read takes (ns): the bound is for the instant it ends.
+    pub read_ns: i64,
+    /// Its bound is offset by this from true time (ns): inside the
+    /// half-width for an honest source, outside it for a lying one.
+    pub offset_ns: i64,
+}
+
 /// One direction of the network.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PathSpec {
@@ -260,6 +274,8 @@ pub struct Scenario {
     pub within_assumptions: bool,
     /// Servers.
     pub servers: Vec<ServerSpec>,
+    /// One-way sources, configured after the servers.
+    pub direct: Vec<DirectSpec>,
     /// Network.
     pub net: NetSpec,
     /// Oscillator.

@@ -1,8 +1,11 @@
 //! The simulated world's event loop: it drives the real [`Engine`] through
 //! real packet bytes — requests to [`Server`]s over a faulty network,
-//! replies back with userspace and kernel receive stamps — applies local
-//! clock events, and checks the published model at random instants against
-//! true time.
+//! replies back with userspace and kernel receive stamps — reads one-way
+//! sources when asked, reports the host's clocks every 0.5 s as the agent
+//! does, writes every publication into a segment, and checks, at random
+//! instants, the interval apps would read from it — through
+//! [`crate::core::read::interval`], the one function every reader uses —
+//! against true time.
 //!
 //! The event clock is the local steady timeline `x` (what the engine sees);
 //! true time `T(x)` is an exact integer function of it
@@ -10,19 +13,25 @@
 //! The system clock REALTIME is `T(x)` plus the steps injected so far.
 
 pub use super::spec::{
-    Behaviour, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario, ServerSpec,
-    StampSpec, Strategy,
+    Behaviour, DirectSpec, LeapSpec, LocalEvent, NetSpec, OscSpec, PathSpec, RunStats, Scenario,
+    ServerSpec, StampSpec, Strategy,
 };
 
 use super::oscillator::Segment;
 use super::rng::Rng;
 use super::server::{Exchange, Server};
-use crate::core::engine::{Action, Engine, EngineConfig, SourceConfig};
-use crate::core::model::{Model, Status};
-use crate::core::packet::Packet;
-use crate::core::sample::{ClockPair, RxStamps, SentStamps};
+use crate::core::direct::DirectReading;
+use crate::core::engine::{Action, Engine, EngineConfig};
+use crate::core::leap::Leap;
+use crate::core::local::LocalReading;
+use crate::core::model::Status;
+use crate::core::ntp::packet::Packet;
+use crate::core::read::{self, Reading};
 use crate::core::select::select;
+use crate::core::source::{SourceConfig, SourceId};
+use crate::core::stamps::{ClockPair, RxStamps, SentStamps};
 use crate::core::time::{end_of_month, Interval, Nanos, RefTime, Steady, NS_PER_S};
+use crate::shm::layout::Segment as ShmSegment;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -47,7 +56,12 @@ enum Kind {
     Check,
     Local(LocalEvent),
     Slope,
+    /// The agent's 0.5 s reading of the host's clocks.
+    Refresh,
 }
+
+/// How often the agent reads the host's clocks and republishes.
+const REFRESH_NS: i64 = 500_000_000;
 
 struct Ev {
     x: i64,
@@ -79,15 +93,22 @@ pub struct World<'a> {
     queue: BinaryHeap<Reverse<Ev>>,
     seq: u64,
     engine: Engine,
-    published: Option<Model>,
-    published_seq: u64,
+    /// Where every publication is written, as the agent writes its file.
+    segment: Box<ShmSegment>,
     servers: Vec<Server>,
     /// REALTIME minus true time (the steps injected so far).
     sys_offset: i128,
     /// REALTIME sets so far (what a timerfd watcher would count).
     clock_sets: u64,
     replay_buf: Vec<(usize, [u8; 48])>,
-    last_check: Option<(u64, Steady, i128)>,
+    /// The last check: the published model's anchor, the instant, the
+    /// half-width.
+    last_check: Option<(Steady, Steady, i128)>,
+    /// BOOTTIME − MONOTONIC as the host would report it (grows across a
+    /// suspend).
+    boot_offset: i64,
+    /// The clocksource's name (changes on a switch).
+    clocksource: u32,
     stats: RunStats,
     last_status: Option<Status>,
     start_true: i128,
@@ -109,9 +130,10 @@ pub fn engine_config(sc: &Scenario) -> EngineConfig {
     cfg.sources = sc
         .servers
         .iter()
-        .map(|s| SourceConfig {
+        .map(|s| SourceConfig::Ntp {
             dispersion_aged_by_server: s.declared_aged,
         })
+        .chain(sc.direct.iter().map(|_| SourceConfig::Direct))
         .collect();
     cfg.leap_table = sc.leap_table.clone();
     cfg
@@ -155,13 +177,14 @@ impl<'a> World<'a> {
             queue: BinaryHeap::new(),
             seq: 0,
             engine: Engine::new(engine_config(sc), Steady(0)),
-            published: None,
-            published_seq: 0,
+            segment: Box::default(),
             servers,
             sys_offset: 0,
             clock_sets: 0,
             replay_buf: Vec::new(),
             last_check: None,
+            boot_offset: 0,
+            clocksource: 0,
             stats: RunStats::default(),
             last_status: None,
             start_true,
@@ -172,6 +195,8 @@ impl<'a> World<'a> {
             leapfree_offset: sc.leap_table.leapfree_offset_at(RefTime(start_true)).0,
             honest_width_ns,
         };
+        crate::shm::writer::reset(&w.segment, seed, 0, (0, 0), "");
+        w.push(0, Kind::Refresh);
         w.push(0, Kind::Wake);
         w.push(0, Kind::Slope);
         let first_check = w.exp(sc.check_every_ns);
@@ -255,8 +280,11 @@ impl<'a> World<'a> {
                         clock_sets: self.sets(),
                     };
                     self.engine.handle_sent(source, stamps);
-                    self.send(x, source, packet);
+                    if let Ok(req) = <[u8; 48]>::try_from(packet.as_slice()) {
+                        self.send(x, source.0, req);
+                    }
                 }
+                Action::Read { source } => self.read_direct(x, source),
                 Action::WakeAt(t) => {
                     // One pending wake at a time: the earliest asked for.
                     let t = t.0.max(x);
@@ -265,10 +293,7 @@ impl<'a> World<'a> {
                         self.push(t, Kind::Wake);
                     }
                 }
-                Action::Publish(m) => {
-                    self.published = m;
-                    self.published_seq += 1;
-                }
+                Action::Publish(p) => crate::shm::writer::write(&self.segment, &p, false),
             }
         }
     }
@@ -361,6 +386,62 @@ impl<'a> World<'a> {
                 self.push(next, Kind::Slope);
             }
             Kind::Local(e) => self.local(x, e),
+            Kind::Refresh => {
+                self.refresh(x);
+                self.push(x + REFRESH_NS, Kind::Refresh);
+            }
+        }
+    }
+
+    /// The agent's periodic reading of the host's clocks.
+    fn refresh(&mut self, x: i64) {
+        let r = LocalReading {
+            at: Steady(x),
+            boot_offset: Some((self.boot_offset, 0)),
+            clocksource: Some(format!("cs{}", self.clocksource)),
+            vmclock_marker: None,
+            realtime: Some(self.pair(x)),
+        };
+        let actions = self.engine.handle_local(&r);
+        self.perform(x, actions);
+    }
+
+    /// Read one-way source `source` (asked at steady `x`).
+    fn read_direct(&mut self, x: i64, source: SourceId) {
+        let Some(spec) = self
+            .sc
+            .direct
+            .get(source.0 - self.sc.servers.len())
+            .copied()
+        else {
+            return;
+        };
+        let at = x + spec.read_ns;
+        let t = self.seg.true_at(at);
+        let (leap, utc) = match (self.sc.leap, self.leap_true) {
+            (Some(l), Some(lt)) => {
+                let applied = l.happens && t >= lt;
+                let bit = if t >= lt - l.announce_ns as i128 && t < lt {
+                    Leap::Insert
+                } else {
+                    Leap::None
+                };
+                (bit, if applied { t - NS_PER_S } else { t })
+            }
+            _ => (Leap::None, t),
+        };
+        let c = utc + spec.offset_ns as i128;
+        let h = spec.half_width_ns as i128;
+        let reading = DirectReading {
+            at: Steady(at),
+            utc: Interval {
+                lo: RefTime(c - h),
+                hi: RefTime(c + h),
+            },
+            leap,
+        };
+        if let Ok(actions) = self.engine.handle_reading(source, &reading) {
+            self.perform(at, actions);
         }
     }
 
@@ -374,7 +455,7 @@ impl<'a> World<'a> {
         if self.rng.chance(self.sc.net.replay) && !self.replay_buf.is_empty() {
             let i = self.rng.below(self.replay_buf.len() as u64) as usize;
             let (s, b) = self.replay_buf[i];
-            let _ = self.engine.handle_reply(s, &b, &rx(self, x));
+            let _ = self.engine.handle_reply(SourceId(s), &b, &rx(self, x));
         }
         if self.sc.net.replay > 0.0 {
             if self.replay_buf.len() < 64 {
@@ -385,7 +466,7 @@ impl<'a> World<'a> {
             }
         }
         let stamps = rx(self, x);
-        if let Ok(actions) = self.engine.handle_reply(src, &bytes, &stamps) {
+        if let Ok(actions) = self.engine.handle_reply(SourceId(src), &bytes, &stamps) {
             self.perform(x, actions);
         }
     }
@@ -410,16 +491,18 @@ impl<'a> World<'a> {
                 self.seg = self.seg.rebased(x);
                 self.seg.t0 += d as i128;
                 if matches!(e, LocalEvent::Suspend(_)) {
-                    let actions = self.engine.interrupt(Steady(x));
-                    self.perform(x, actions);
+                    // BOOTTIME went on while MONOTONIC stood still: the
+                    // agent's next reading shows it.
+                    self.boot_offset += d;
+                    self.refresh(x);
                 }
             }
             LocalEvent::ClocksourceSwitch(ppm) => {
                 self.seg = self.seg.rebased(x);
                 self.seg.r0 =
                     (self.seg.r0 + (ppm * 1e6) as i128).clamp(-self.rate_limit, self.rate_limit);
-                let actions = self.engine.interrupt(Steady(x));
-                self.perform(x, actions);
+                self.clocksource += 1;
+                self.refresh(x);
             }
             LocalEvent::FrequencyStep(ppm) => {
                 self.seg = self.seg.rebased(x);
@@ -431,8 +514,21 @@ impl<'a> World<'a> {
     fn check(&mut self, x: i64) {
         let now = Steady(x);
         let truth = self.truth(x);
-        let status = self.engine.status_at(now);
-        let _ = self.engine.observe_realtime(now, self.realtime(x));
+        // What an app reads: the segment, through the one read function.
+        let read = crate::shm::reader::view(&self.segment)
+            .ok()
+            .and_then(|(view, _)| {
+                let anchor = view.model.map(|h| h.anchor)?;
+                let exact = || crate::shm::reader::model(&self.segment);
+                let reading = Reading {
+                    at: now,
+                    extra_ns: 0,
+                };
+                read::interval(&view, reading, exact, read::unclamped)
+                    .ok()
+                    .map(|t| (t, anchor))
+            });
+        let status = read.map_or(self.engine.status_at(now), |(t, _)| t.status);
         if self.last_status != Some(status) {
             self.stats.transitions.push((x, status));
             self.last_status = Some(status);
@@ -445,21 +541,21 @@ impl<'a> World<'a> {
                 self.stats.detection_delay_ns = Some(x - fault);
             }
         }
-        let Some(model) = self.published else {
+        let Some((t, anchor)) = read else {
             self.last_check = None;
             return;
         };
-        let reading = model.interval_at(now);
-        let iv = reading.interval;
         self.stats.intervals += 1;
         self.stats.by_status[status as usize] += 1;
         let truth_utc = match (self.leap_true, self.sc.leap) {
             (Some(at), Some(l)) if l.happens && truth.0 >= at => truth.0 - NS_PER_S,
             _ => truth.0,
         };
-        let utc_ok = model.utc_at(now).interval.contains(RefTime(truth_utc));
-        let leapfree_truth = RefTime(truth.0 + self.leapfree_offset);
-        if !iv.contains(leapfree_truth) || !utc_ok {
+        let leapfree_truth = truth.0 + self.leapfree_offset;
+        let holds = |lo: i64, hi: i64, t: i128| lo as i128 <= t && t <= hi as i128;
+        let ok = holds(t.utc.earliest.0, t.utc.latest.0, truth_utc)
+            && holds(t.leapfree.earliest.0, t.leapfree.latest.0, leapfree_truth);
+        if !ok {
             self.stats.violations += 1;
             if matches!(status, Status::Synchronized | Status::FreeRunning) {
                 self.stats.violations_usable += 1;
@@ -471,13 +567,13 @@ impl<'a> World<'a> {
                 }
             }
         }
-        let eps = iv.half_width_ceil().0;
-        if let Some((seq, t, e)) = self.last_check {
-            if seq == self.published_seq && t <= now && eps < e {
+        let eps = t.epsilon_ns() as i128;
+        if let Some((a, at, e)) = self.last_check {
+            if a == anchor && at <= now && eps < e {
                 self.stats.shrunk_without_evidence += 1;
             }
         }
-        self.last_check = Some((self.published_seq, now, eps));
+        self.last_check = Some((anchor, now, eps));
         if status == Status::Synchronized {
             self.stats.eps_sync.push(eps as i64);
             if let Some(fl) = self.floor_at(x) {

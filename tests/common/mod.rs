@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skewd::core::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
+use skewd::core::ntp::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
 use skewd::core::time::{RefTime, NS_PER_S};
 
 /// A child process killed (SIGTERM, then SIGKILL) on drop.
@@ -493,7 +493,7 @@ pub fn ntp_query(addr: SocketAddr) -> Option<u8> {
     s.send_to(&Packet::request(42).serialize(), addr).ok()?;
     let mut b = [0u8; 128];
     let (n, _) = s.recv_from(&mut b).ok()?;
-    let p = skewd::core::packet::parse_reply(&b[..n], 42).ok()?;
+    let p = skewd::core::ntp::packet::parse_reply(&b[..n], 42).ok()?;
     Some(p.stratum)
 }
 
@@ -645,12 +645,14 @@ impl Drop for UdpProxy {
 }
 
 /// Write a VMClock page (see `skewd::shm::vmclock::write_page`).
+#[cfg(feature = "testing")]
 pub fn write_vmclock(path: &Path, seq: u32, marker: u64) {
     skewd::shm::vmclock::write_page(path, seq, marker).expect("write the VMClock page");
 }
 
 /// An agent on honest fakes at `ips`, watching a VMClock page (marker 1)
 /// written by the test, synchronized. The page sits in the returned dir.
+#[cfg(feature = "testing")]
 pub fn vmclock_agent(
     tag: &str,
     ips: &[&str],

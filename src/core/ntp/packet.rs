@@ -6,7 +6,7 @@
 //! caller-supplied reference time (the last good one, or [`BUILD_PIVOT`]),
 //! never on the system clock.
 
-use super::time::{Nanos, RefTime, NS_PER_S};
+use crate::core::time::{Nanos, RefTime, NS_PER_S};
 use thiserror::Error;
 
 /// Length of the NTP header we read and write.
@@ -24,18 +24,7 @@ pub const MAX_ROOT_DISTANCE: Nanos = Nanos(16 * NS_PER_S);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct NtpTimestamp(pub u64);
 
-/// Leap indicator of a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leap {
-    /// No leap second pending.
-    None,
-    /// The last minute of the day has 61 seconds.
-    Insert,
-    /// The last minute of the day has 59 seconds.
-    Delete,
-    /// Clock not synchronized (alarm).
-    Alarm,
-}
+pub use crate::core::leap::Leap;
 
 /// Association mode of a packet.
 pub const MODE_CLIENT: u8 = 3;

@@ -1,0 +1,82 @@
+//! The agent, shaped like mini-redis's server: [`run`] wires the engine
+//! pump, the HTTP server and sd_notify until a shutdown future fires.
+//! Options, directories, state files, sources, the pump and systemd
+//! notification each live in their own module. Only `main.rs` uses this.
+
+pub mod dirs;
+pub mod notify;
+pub mod options;
+pub mod pump;
+pub mod sources;
+pub mod state_files;
+
+pub use dirs::settle_dirs;
+pub use options::{RunOptions, VmClockPage};
+
+use crate::shm::Writer;
+use crate::state::Shared;
+use std::future::Future;
+use std::time::Duration;
+
+/// Run the agent publishing to `shm` (created and locked by the caller, so
+/// a second agent fails before anything starts) and serving HTTP on
+/// `listener`, until `shutdown` completes; then stop everything cleanly
+/// (STOPPING=1, drift file saved).
+pub async fn run(
+    opts: RunOptions,
+    shm: Option<Writer>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let shared = Shared::new();
+    tracing::info!(
+        "skewd {} serving http://{} ({} sources: {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr().unwrap_or(opts.listen),
+        opts.servers.len(),
+        opts.servers.join(", ")
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let (pump, resolved_rx) = pump::Pump::new(&opts, shared.clone(), tx, shm);
+    let pump = tokio::spawn(pump.run(rx, resolved_rx, stop_rx.clone()));
+    let notify = tokio::spawn(notify::notify_loop(shared.clone(), stop_rx.clone()));
+    let mut http_stop = stop_rx.clone();
+    let server = axum::serve(listener, crate::http::router(shared.clone())).with_graceful_shutdown(
+        async move {
+            let _ = http_stop.changed().await;
+        },
+    );
+    let server = tokio::spawn(async move { server.await });
+    shutdown.await;
+    tracing::info!("stopping");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    notify.abort();
+    Ok(())
+}
+
+/// SIGTERM or SIGINT. Install it first thing in the runtime: READY goes out
+/// from a spawned task, and a SIGTERM that lands before the handler exists
+/// would kill the process without STOPPING=1 or the drift file saved.
+pub fn signals() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut term) => {}
+            _ = recv(&mut int) => {}
+        }
+    }
+}

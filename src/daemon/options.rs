@@ -1,0 +1,124 @@
+//! `skewd run`'s options: the config file merged with the command line
+//! (flags win), checked before anything starts.
+
+use crate::config::{FileConfig, DEFAULT_LISTEN, DEFAULT_POOL};
+use crate::core::engine::EngineConfig;
+use crate::paths::{DEFAULT_SHM, DEFAULT_STATE_DIR};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The hypervisor's VMClock page to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmClockPage {
+    /// Where.
+    pub path: PathBuf,
+    /// The operator named it (then failing to read it is worth a warning;
+    /// the default path is optional).
+    pub named: bool,
+}
+
+/// Everything `skewd run` needs, after merging flags over the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Servers (`host:port`); each is one slot of N.
+    pub servers: Vec<String>,
+    /// Per server: it ages its root dispersion itself (config only).
+    pub dispersion_aged_by_server: Vec<bool>,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Shared-memory segment path (`None`: not published).
+    pub shm_path: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Engine settings (sources, leap table and rate hint are filled in at
+    /// start from the servers and the state directory).
+    pub engine: EngineConfig,
+    /// Use kernel receive timestamps.
+    pub kernel_timestamps: bool,
+    /// Whether the directories were given explicitly (no fallback then).
+    pub explicit_dirs: bool,
+    /// The VMClock page to watch.
+    pub vmclock: VmClockPage,
+}
+
+impl RunOptions {
+    /// Merge the config file with flags (flags win).
+    pub fn from_parts(
+        file: FileConfig,
+        servers: Vec<String>,
+        listen: Option<SocketAddr>,
+        shm: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        poll: Option<Duration>,
+    ) -> anyhow::Result<RunOptions> {
+        let mut file = file;
+        if let Some(p) = poll {
+            file.poll_interval_s = Some(p.as_secs_f64());
+        }
+        if let Some(l) = listen {
+            file.listen = Some(l.to_string());
+            file.allow_remote_http = Some(true); // an explicit flag is the operator saying so
+        }
+        for s in &servers {
+            crate::config::validate_address(s)?;
+        }
+        file.validate()?;
+        let from_file = servers.is_empty();
+        let mut servers: Vec<String> = if from_file {
+            file.server.iter().map(|s| s.address.clone()).collect()
+        } else {
+            servers
+        };
+        let dispersion_aged_by_server: Vec<bool> = if from_file {
+            file.server
+                .iter()
+                .map(|s| s.dispersion_aged_by_server)
+                .collect()
+        } else {
+            vec![false; servers.len()]
+        };
+        if servers.is_empty() {
+            tracing::info!(
+                "no servers configured: using the public pool ({})",
+                DEFAULT_POOL.join(", ")
+            );
+            servers = DEFAULT_POOL.iter().map(|s| s.to_string()).collect();
+        }
+        let explicit_dirs = shm.is_some()
+            || state_dir.is_some()
+            || file.shm_path.is_some()
+            || file.state_dir.is_some();
+        let dispersion_aged_by_server = if dispersion_aged_by_server.len() == servers.len() {
+            dispersion_aged_by_server
+        } else {
+            vec![false; servers.len()]
+        };
+        crate::config::refuse_duplicates(&servers)?;
+        Ok(RunOptions {
+            dispersion_aged_by_server,
+            servers,
+            listen: file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?,
+            shm_path: Some(
+                shm.or(file.shm_path.clone())
+                    .unwrap_or_else(|| DEFAULT_SHM.into()),
+            ),
+            state_dir: state_dir
+                .or(file.state_dir.clone())
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            engine: file.engine_config(),
+            kernel_timestamps: file.kernel_timestamps.unwrap_or(true),
+            explicit_dirs,
+            vmclock: match &file.vmclock_path {
+                Some(p) => VmClockPage {
+                    path: p.clone(),
+                    named: true,
+                },
+                None => VmClockPage {
+                    path: crate::shm::vmclock::DEFAULT_PATH.into(),
+                    named: false,
+                },
+            },
+        })
+    }
+}

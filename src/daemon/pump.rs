@@ -1,0 +1,278 @@
+//! The engine pump: the one task that owns the engine. It moves bytes and
+//! instants and nothing more — datagrams and their stamps in, requests out,
+//! a reading of the host's clocks every 0.5 s, every publication written to
+//! the segment and handed to the in-process readers. Every decision is the
+//! engine's.
+
+use super::options::RunOptions;
+use super::sources::{until, Resolved, Sources};
+use super::state_files;
+use crate::clock;
+use crate::core::engine::{Action, Engine, Event};
+use crate::core::leap::LeapEvent;
+use crate::core::local::{Interruption, LocalReading};
+use crate::core::publish::Publication;
+use crate::core::source::{SourceConfig, SourceId};
+use crate::core::stamps::{ClockPair, RxStamps};
+use crate::core::time::{Nanos, Steady, NS_PER_S};
+use crate::net::Incoming;
+use crate::shm::vmclock::VmClock;
+use crate::state::{Shared, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often the pump reads the host's clocks and republishes.
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// The engine task.
+pub struct Pump {
+    engine: Engine,
+    sources: Sources,
+    shared: Arc<Shared>,
+    state_dir: PathBuf,
+    last_drift_save: Steady,
+    shm: Option<crate::shm::Writer>,
+    vmclock: Option<VmClock>,
+    /// Counts REALTIME sets, for the core's kernel-stamp check.
+    clock_sets: Option<clock::ClockSetWatch>,
+}
+
+/// Watch the VMClock page at `path` if it exists (or was named).
+fn open_vmclock(path: &Path, named: bool) -> Option<VmClock> {
+    if !named && !path.exists() {
+        return None;
+    }
+    match VmClock::open(path) {
+        Ok(c) => {
+            tracing::info!(
+                "watching the VMClock disruption marker at {}",
+                path.display()
+            );
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "VMClock: {e}; VM disruptions will only be caught by the next exchange's audit"
+            );
+            None
+        }
+    }
+}
+
+impl Pump {
+    /// The engine for `opts`, its sources forwarding datagrams to `tx`.
+    pub fn new(
+        opts: &RunOptions,
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<Incoming>,
+        shm: Option<crate::shm::Writer>,
+    ) -> (Pump, mpsc::Receiver<Resolved>) {
+        let now = clock::raw();
+        let mut cfg = opts.engine.clone();
+        cfg.sources = opts
+            .dispersion_aged_by_server
+            .iter()
+            .map(|yes| SourceConfig::Ntp {
+                dispersion_aged_by_server: *yes,
+            })
+            .collect();
+        cfg.leap_table = state_files::leap_table(&opts.state_dir);
+        cfg.rate_hint = state_files::load_drift(
+            &opts.state_dir,
+            cfg.assumptions.phi_hw,
+            &clock::clocksource(),
+        );
+        if let Some(r) = cfg.rate_hint {
+            tracing::info!("drift file: centring the rate on {:.3} ppm", r.as_ppm_f64());
+        }
+        let clock_sets = if opts.kernel_timestamps {
+            let w = clock::ClockSetWatch::new();
+            if w.is_none() {
+                tracing::warn!("cannot watch CLOCK_REALTIME for steps (timerfd): kernel receive stamps are mapped assuming at most one step per exchange");
+            }
+            w
+        } else {
+            None
+        };
+        let (sources, resolved_rx) = Sources::new(&opts.servers, opts.kernel_timestamps, tx);
+        let vmclock_default = opts.vmclock.path == Path::new(crate::shm::vmclock::DEFAULT_PATH);
+        let mut shm = shm;
+        if let Some(w) = &mut shm {
+            w.set_vmclock_default(vmclock_default);
+        }
+        let pump = Pump {
+            engine: Engine::new(cfg, now),
+            sources,
+            shared,
+            state_dir: opts.state_dir.clone(),
+            last_drift_save: now,
+            shm,
+            vmclock: open_vmclock(&opts.vmclock.path, opts.vmclock.named),
+            clock_sets,
+        };
+        (pump, resolved_rx)
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Option<Steady> {
+        let mut wake = None;
+        for a in actions {
+            match a {
+                Action::Send { source, packet } => {
+                    let sets = self.clock_sets.as_mut().map(|w| w.poll());
+                    match self.sources.send(source, &packet, sets) {
+                        Some(stamps) => self.engine.handle_sent(source, stamps),
+                        None => self.engine.send_failed(source),
+                    }
+                }
+                // The agent configures no one-way sources (yet): nothing to read.
+                Action::Read { .. } => {}
+                Action::WakeAt(t) => wake = Some(t),
+                Action::Publish(p) => self.publish(&p),
+            }
+        }
+        self.log_events();
+        wake
+    }
+
+    /// Write the publication to the segment and show it to the readers.
+    fn publish(&mut self, p: &Publication) {
+        if let Some(w) = &self.shm {
+            w.publish(p);
+        }
+        let snap = Snapshot {
+            sources: self.sources.views(&p.sources),
+            kernel: clock::kernel_status().ok(),
+            vmclock_watched: self.vmclock.is_some(),
+            publication: p.clone(),
+        };
+        self.shared.set(snap);
+    }
+
+    /// Read the host's clocks and hand them to the engine.
+    fn refresh(&mut self) {
+        let (off, span) = clock::boot_offset();
+        let p = clock::paired_realtime();
+        let reading = LocalReading {
+            at: clock::raw(),
+            boot_offset: Some((off, span)),
+            clocksource: clock::clocksource(),
+            vmclock_marker: self.vmclock.as_ref().and_then(VmClock::disruption_marker),
+            realtime: Some(ClockPair {
+                steady: p.steady,
+                realtime: p.realtime,
+                span: p.span,
+            }),
+        };
+        let actions = self.engine.handle_local(&reading);
+        self.perform(actions);
+        if reading.at.since(self.last_drift_save) > Nanos::from_secs(600) {
+            self.save_drift();
+        }
+    }
+
+    fn save_drift(&mut self) {
+        self.last_drift_save = clock::raw();
+        if let Some(m) = self.engine.model() {
+            if m.ageing.evidence.is_some() {
+                state_files::save_drift(&self.state_dir, m.ageing.rate);
+            }
+        }
+    }
+
+    fn log_events(&mut self) {
+        for e in self.engine.take_events() {
+            match e {
+                Event::Leap(LeapEvent::Scheduled(at)) => tracing::warn!(
+                    "a leap second is announced for {} (Unix s): the UTC view widens by a second from then until the sources show whether it happened",
+                    at.0 / NS_PER_S
+                ),
+                Event::Leap(LeapEvent::Completed { at_utc, delta }) => {
+                    tracing::info!("the leap second was applied by the sources");
+                    let at_s = (at_utc.0 / NS_PER_S) as i64;
+                    let table = &self.engine.config().leap_table;
+                    if let Some(before) = table.tai_utc_at(at_s - 1) {
+                        let after = before + (delta.0 / NS_PER_S) as i64;
+                        if table.tai_utc_at(at_s) != Some(after) {
+                            state_files::save_seen_leap(&self.state_dir, at_s, after);
+                        }
+                    }
+                }
+                Event::Leap(LeapEvent::Cancelled) => {
+                    tracing::warn!("the announced leap second did not happen: cancelled")
+                }
+                Event::Interrupted(Interruption::Suspend(d)) => tracing::warn!(
+                    "the host was suspended for about {} ms: dropping the model",
+                    d.0 / 1_000_000
+                ),
+                Event::Interrupted(Interruption::Clocksource { from, to }) => tracing::warn!(
+                    "clocksource changed from {from} to {to}: dropping the model"
+                ),
+                Event::Interrupted(Interruption::VmClock) => tracing::warn!(
+                    "the hypervisor's VMClock disruption marker changed (live migration, snapshot restore or a reported pause): dropping the model"
+                ),
+                Event::RealtimeStep(by) => tracing::warn!(
+                    "the system clock (REALTIME) was stepped by about {:.3} ms",
+                    by.0 as f64 / 1e6
+                ),
+            }
+        }
+    }
+
+    /// Run until `shutdown` fires.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Incoming>,
+        mut resolved_rx: mpsc::Receiver<Resolved>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        self.sources
+            .resolve_all(&self.engine.source_reports(), false);
+        self.refresh();
+        let actions = self
+            .engine
+            .handle_timer(clock::raw(), &mut || rand::random());
+        let mut wake = self.perform(actions);
+        let mut refresh = tokio::time::interval(REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resolve = tokio::time::interval(Duration::from_secs(16));
+        resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(until(wake)) => {
+                    let now = clock::raw();
+                    if wake.is_none_or(|w| w <= now) {
+                        let actions = self.engine.handle_timer(now, &mut || rand::random());
+                        wake = self.perform(actions);
+                    }
+                }
+                Some(msg) = rx.recv() => {
+                    if self.sources.current(&msg).is_none() {
+                        continue;
+                    }
+                    let stamps = RxStamps {
+                        at: msg.received_at,
+                        kernel: msg.kernel_stamp,
+                        pair: Some(msg.after),
+                        clock_sets: self.clock_sets.as_mut().map(|w| w.poll()),
+                    };
+                    let id = SourceId(msg.slot);
+                    match self.engine.handle_reply(id, &msg.bytes[..msg.len], &stamps) {
+                        Ok(actions) => {
+                            if let Some(w) = self.perform(actions) {
+                                wake = Some(w);
+                            }
+                        }
+                        Err(e) => tracing::debug!("source {}: reply refused: {e}", self.sources.name(msg.slot)),
+                    }
+                }
+                _ = refresh.tick() => self.refresh(),
+                Some((i, r)) = resolved_rx.recv() => self.sources.resolved(i, r),
+                _ = resolve.tick() => self.sources.resolve_all(&self.engine.source_reports(), true),
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.save_drift();
+    }
+}

@@ -1,0 +1,146 @@
+//! What the agent shows its in-process readers (HTTP, metrics, sd_notify):
+//! the engine's latest [`Publication`] — the same one written to the
+//! segment — plus what only the shell knows (source names and addresses,
+//! the kernel's view), and the health rule. Readers compute their interval
+//! from their own clock read through the one read function.
+
+use crate::clock::KernelStatus;
+use crate::core::model::Status;
+use crate::core::publish::{LeapView, Publication};
+use crate::core::read::{self, ReadError, TimeInterval};
+use crate::core::source::SourceReport;
+use crate::core::time::Steady;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
+
+/// One source as shown to operators.
+#[derive(Debug, Clone)]
+pub struct SourceView {
+    /// The configured `host:port`.
+    pub name: String,
+    /// The address it resolved to, if any.
+    pub address: Option<std::net::SocketAddr>,
+    /// Every address its name resolves to is used by these other sources.
+    pub duplicate_of: Option<String>,
+    /// The core's figures.
+    pub report: SourceReport,
+}
+
+/// Everything the agent shows.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The engine's latest publication.
+    pub publication: Publication,
+    /// Per source, in slot order.
+    pub sources: Vec<SourceView>,
+    /// The kernel's view (read-only adjtimex).
+    pub kernel: Option<KernelStatus>,
+    /// Whether a VMClock page is watched.
+    pub vmclock_watched: bool,
+}
+
+/// A read of the snapshot at one instant.
+pub type Now = Result<TimeInterval, ReadError<Infallible>>;
+
+impl Snapshot {
+    /// Nothing published yet.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            publication: Publication {
+                at: Steady(0),
+                model: None,
+                status: Status::Unknown,
+                offs_boot_ns: crate::clock::boot_offset().0,
+                clocksource: None,
+                vmclock_marker: None,
+                violations: 0,
+                steps: 0,
+                interruptions: Default::default(),
+                skew: None,
+                sources: vec![],
+                leap: LeapView::default(),
+            },
+            sources: vec![],
+            kernel: None,
+            vmclock_watched: false,
+        }
+    }
+
+    /// The interval now, read strictly (a suspend since the publication
+    /// gives none, status `disrupted`, until the agent's next refresh), or
+    /// why there is none.
+    pub fn now(&self) -> (Now, Steady) {
+        let p = &self.publication;
+        match crate::clock::read(crate::clock::Mode::Strict, p.offs_boot_ns) {
+            Ok(r) => (read::interval_of(p.model.as_ref(), p.status, r), r.at),
+            Err(_) => (
+                Err(ReadError::NoModel(Status::Disrupted)),
+                crate::clock::raw(),
+            ),
+        }
+    }
+
+    /// The interval at steady instant `at` (no suspend check: for figures
+    /// taken at a known instant).
+    pub fn at(&self, at: Steady) -> Now {
+        let p = &self.publication;
+        read::interval_of(
+            p.model.as_ref(),
+            p.status,
+            read::Reading { at, extra_ns: 0 },
+        )
+    }
+
+    /// The status at `at`.
+    pub fn status_at(&self, at: Steady) -> Status {
+        match self.at(at) {
+            Ok(t) => t.status,
+            Err(ReadError::NoModel(s)) => s,
+            Err(_) => Status::Disrupted,
+        }
+    }
+}
+
+/// Whether the status counts as healthy for `/healthz`.
+pub fn healthy(s: Status) -> bool {
+    s == Status::Synchronized
+}
+
+/// State shared between the engine task and the readers.
+#[derive(Debug)]
+pub struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Bumped on every publish; waiters watch it.
+    pub published: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// A fresh, empty state.
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: RwLock::new(Arc::new(Snapshot::empty())),
+            published: watch::channel(0).0,
+        })
+    }
+
+    /// The latest snapshot (poison-tolerant: a panicked writer leaves the
+    /// last whole value).
+    pub fn get(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replace the snapshot.
+    pub fn set(&self, s: Snapshot) {
+        let mut g = match self.snapshot.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(s);
+        drop(g);
+        self.published.send_modify(|v| *v += 1);
+    }
+}
