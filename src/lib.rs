@@ -1,16 +1,26 @@
 //! skewd: tells the programs on a host what time it *surely* is.
 //!
-//! The crate holds the sans-IO [`core`] (NTP codec, per-exchange bounds,
-//! fault-tolerant selection, hard rate evidence, the published model), the
-//! [`sim`] world simulator that proves the core keeps its promise, and the
-//! I/O shell of the `skewd` agent ([`daemon`], [`net`], [`http`], [`clock`]).
+//! - [`core`]: the sans-IO heart — source kinds (NTP, one-way), per-exchange
+//!   bounds, fault-tolerant selection, hard rate evidence, leap seconds, the
+//!   published model, and [`core::read::interval`], the one function every
+//!   reader uses to turn a published model and a clock read into an
+//!   interval.
+//! - [`client`]: what applications link (shared-memory reads, `after` /
+//!   `before`, `wait_until`, commit-wait); [`shm`] the segment; [`clock`]
+//!   the only place that reads clocks; [`wait`] the wait loop.
+//! - The agent's shell (feature `daemon`, default): [`daemon`] (wiring,
+//!   options, directories, state files, sources, the engine pump,
+//!   sd_notify), [`net`] (UDP), [`state`] (what in-process readers see),
+//!   [`http`], [`metrics`], [`config`].
+//! - [`sim`] (feature `sim`): the world simulator that drives the real
+//!   engine and checks what apps would read against true time.
 //!
-//! With `default-features = false` the crate is the client alone
-//! ([`client`], [`shm`], [`clock`], [`wait`], [`core`], [`sim`]); the
-//! `tokio` feature adds the async waits, `daemon` (default) the agent.
+//! With `default-features = false` the crate is the client alone; the
+//! `tokio` feature adds the async waits.
 //!
 //! The one promise: every interval skewd hands out contains true time under
-//! the stated assumptions, and is as narrow as the evidence allows.
+//! the stated assumptions, and is as narrow as the evidence allows. The
+//! model, in this project's words: `docs/model.md`.
 
 pub mod client;
 pub mod clock;

@@ -6,7 +6,7 @@
 
 use skewd::core::engine::{Action, Engine, EngineConfig};
 use skewd::core::model::Status;
-use skewd::core::ntp::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
+use skewd::core::ntp::packet::{Leap, Packet};
 use skewd::core::stamps::{RxStamps, SentStamps};
 use skewd::core::time::{end_of_month, Nanos, RefTime, Steady, NS_PER_S};
 
@@ -72,18 +72,7 @@ fn drive_with(
             let told = RefTime(told);
             let reply = Packet {
                 leap: bit,
-                version: 4,
-                mode: MODE_SERVER,
-                stratum: 1,
-                poll: 4,
-                precision: -20,
-                root_delay: 0,
-                root_dispersion: 100,
-                ref_id: *b"TEST",
-                reference: NtpTimestamp::from_ref(told),
-                origin: q.transmit,
-                receive: NtpTimestamp::from_ref(told),
-                transmit: NtpTimestamp::from_ref(told),
+                ..Packet::server_reply(q.transmit, told)
             };
             let rx = RxStamps::steady(now.plus(Nanos(100_000)));
             let _ = e.handle_reply(source, &reply.serialize(), &rx);

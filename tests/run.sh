@@ -50,6 +50,7 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
 echo "== the client alone: cargo clippy/test --no-default-features"
 cargo clippy --no-default-features --lib -- -D warnings
-cargo test --no-default-features --features tokio --lib --doc -- --test-threads=2
+cargo test --no-default-features --features tokio --lib -- --test-threads=2
+cargo test --no-default-features --doc -- --test-threads=2
 echo "== cargo test --all-features (the simulator and test hooks included)"
 cargo test --all-features -- --test-threads=2

@@ -339,6 +339,37 @@ fn kernel_stamps_survive_a_storm_of_clock_steps() {
     );
 }
 
+/// The second source kind, through the seam: two one-way sources that hand
+/// the engine a bound directly (as a PTP hardware clock would) beside three
+/// NTP servers, one lying. Every interval holds, the model rides on their
+/// 2 us bounds, and they are reported like any source.
+#[test]
+fn one_way_sources_join_through_the_seam() {
+    use skewd::core::source::SourceState;
+    use skewd::sim::world::World;
+    let r = run("phc_direct");
+    assert_sound(&r);
+    assert!(
+        r.median_epsilon_ns < 30_000,
+        "epsilon {} ns: the direct sources' 2 us bounds should carry the model",
+        r.median_epsilon_ns
+    );
+    let sc = all(0.5)
+        .into_iter()
+        .find(|s| s.name == "phc_direct")
+        .unwrap();
+    let mut w = World::new(&sc, 9);
+    w.run_until(1_000_000_000_000);
+    let states: Vec<SourceState> = w
+        .engine()
+        .source_reports()
+        .iter()
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states[2], SourceState::Falseticker, "{states:?}");
+    assert_eq!(&states[3..], &[SourceState::Selected; 2], "{states:?}");
+}
+
 /// Why Phi_s ageing is the default: declaring ntpd-style servers (which send
 /// their root dispersion unaged) as ageing it themselves breaks the promise.
 #[test]

@@ -6,7 +6,7 @@
 
 use super::rng::Rng;
 use super::spec::Strategy;
-use crate::core::ntp::packet::{Leap, NtpTimestamp, Packet, MODE_SERVER};
+use crate::core::ntp::packet::{Leap, NtpTimestamp, Packet};
 use crate::core::time::{RefTime, NS_PER_S};
 
 /// (2^31 − 10^8) s: just under half an era, so each step lands in the next
@@ -99,19 +99,12 @@ impl Adversary {
 
     fn base(&self, request: &Packet, t2: i128, t3: i128) -> Packet {
         Packet {
-            leap: Leap::None,
-            version: 4,
-            mode: MODE_SERVER,
-            stratum: 1,
-            poll: 4,
             precision: -23,
-            root_delay: 0,
             root_dispersion: 10, // ~150 ns: as narrow as it gets
             ref_id: *b"EVIL",
             reference: ts(t3 - NS_PER_S),
-            origin: request.transmit,
             receive: ts(t2),
-            transmit: ts(t3),
+            ..Packet::server_reply(request.transmit, RefTime(t3))
         }
     }
 

@@ -9,6 +9,7 @@
 //! Deterministic from a seed; simulated hours take milliseconds.
 
 pub mod adversary;
+mod check;
 pub mod oscillator;
 pub mod report;
 pub mod rng;

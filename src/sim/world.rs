@@ -26,8 +26,6 @@ use crate::core::leap::Leap;
 use crate::core::local::LocalReading;
 use crate::core::model::Status;
 use crate::core::ntp::packet::Packet;
-use crate::core::read::{self, Reading};
-use crate::core::select::select;
 use crate::core::source::{SourceConfig, SourceId};
 use crate::core::stamps::{ClockPair, RxStamps, SentStamps};
 use crate::core::time::{end_of_month, Interval, Nanos, RefTime, Steady, NS_PER_S};
@@ -87,14 +85,14 @@ impl Ord for Ev {
 
 /// A running world.
 pub struct World<'a> {
-    sc: &'a Scenario,
+    pub(super) sc: &'a Scenario,
     rng: Rng,
     seg: Segment,
     queue: BinaryHeap<Reverse<Ev>>,
     seq: u64,
-    engine: Engine,
+    pub(super) engine: Engine,
     /// Where every publication is written, as the agent writes its file.
-    segment: Box<ShmSegment>,
+    pub(super) segment: Box<ShmSegment>,
     servers: Vec<Server>,
     /// REALTIME minus true time (the steps injected so far).
     sys_offset: i128,
@@ -103,21 +101,21 @@ pub struct World<'a> {
     replay_buf: Vec<(usize, [u8; 48])>,
     /// The last check: the published model's anchor, the instant, the
     /// half-width.
-    last_check: Option<(Steady, Steady, i128)>,
+    pub(super) last_check: Option<(Steady, Steady, i128)>,
     /// BOOTTIME − MONOTONIC as the host would report it (grows across a
     /// suspend).
     boot_offset: i64,
     /// The clocksource's name (changes on a switch).
     clocksource: u32,
-    stats: RunStats,
-    last_status: Option<Status>,
+    pub(super) stats: RunStats,
+    pub(super) last_status: Option<Status>,
     start_true: i128,
     rate_limit: i128,
     wander: i128,
     /// The leap instant on the true (UTC-based) timescale.
-    leap_true: Option<i128>,
+    pub(super) leap_true: Option<i128>,
     /// Leap-free minus UTC, from the scenario's table.
-    leapfree_offset: i128,
+    pub(super) leapfree_offset: i128,
     honest_width_ns: i128,
     /// The one pending engine wake-up.
     wake_at: Option<i64>,
@@ -220,7 +218,7 @@ impl<'a> World<'a> {
         (self.rng.exponential() * mean as f64) as i64
     }
 
-    fn truth(&self, x: i64) -> RefTime {
+    pub(super) fn truth(&self, x: i64) -> RefTime {
         RefTime(self.seg.true_at(x))
     }
 
@@ -509,99 +507,6 @@ impl<'a> World<'a> {
                 self.seg.r0 += (ppm * 1e6) as i128;
             }
         }
-    }
-
-    fn check(&mut self, x: i64) {
-        let now = Steady(x);
-        let truth = self.truth(x);
-        // What an app reads: the segment, through the one read function.
-        let read = crate::shm::reader::view(&self.segment)
-            .ok()
-            .and_then(|(view, _)| {
-                let anchor = view.model.map(|h| h.anchor)?;
-                let exact = || crate::shm::reader::model(&self.segment);
-                let reading = Reading {
-                    at: now,
-                    extra_ns: 0,
-                };
-                read::interval(&view, reading, exact, read::unclamped)
-                    .ok()
-                    .map(|t| (t, anchor))
-            });
-        let status = read.map_or(self.engine.status_at(now), |(t, _)| t.status);
-        if self.last_status != Some(status) {
-            self.stats.transitions.push((x, status));
-            self.last_status = Some(status);
-        }
-        if let Some(fault) = self.sc.fault_at_ns {
-            if x >= fault
-                && status != Status::Synchronized
-                && self.stats.detection_delay_ns.is_none()
-            {
-                self.stats.detection_delay_ns = Some(x - fault);
-            }
-        }
-        let Some((t, anchor)) = read else {
-            self.last_check = None;
-            return;
-        };
-        self.stats.intervals += 1;
-        self.stats.by_status[status as usize] += 1;
-        let truth_utc = match (self.leap_true, self.sc.leap) {
-            (Some(at), Some(l)) if l.happens && truth.0 >= at => truth.0 - NS_PER_S,
-            _ => truth.0,
-        };
-        let leapfree_truth = truth.0 + self.leapfree_offset;
-        let holds = |lo: i64, hi: i64, t: i128| lo as i128 <= t && t <= hi as i128;
-        let ok = holds(t.utc.earliest.0, t.utc.latest.0, truth_utc)
-            && holds(t.leapfree.earliest.0, t.leapfree.latest.0, leapfree_truth);
-        if !ok {
-            self.stats.violations += 1;
-            if matches!(status, Status::Synchronized | Status::FreeRunning) {
-                self.stats.violations_usable += 1;
-            }
-            if status == Status::Synchronized {
-                self.stats.violations_synchronized += 1;
-                if self.stats.detection_delay_ns.is_some() {
-                    self.stats.violations_synchronized_after_detection += 1;
-                }
-            }
-        }
-        let eps = t.epsilon_ns() as i128;
-        if let Some((a, at, e)) = self.last_check {
-            if a == anchor && at <= now && eps < e {
-                self.stats.shrunk_without_evidence += 1;
-            }
-        }
-        self.last_check = Some((anchor, now, eps));
-        if status == Status::Synchronized {
-            self.stats.eps_sync.push(eps as i64);
-            if let Some(fl) = self.floor_at(x) {
-                self.stats.floor.push(fl);
-            }
-        }
-    }
-
-    /// Half-width of the fault-tolerant hull of each source's freshest sample
-    /// alone, carried to `x` with the exact true elapsed time (no ageing).
-    fn floor_at(&self, x: i64) -> Option<i64> {
-        let t = self.truth(x);
-        let ivs: Vec<Interval> = self
-            .engine
-            .latest_samples()
-            .into_iter()
-            .flatten()
-            .map(|s| {
-                let moved = t - self.truth(s.at.0);
-                Interval {
-                    lo: s.bound.lo + moved,
-                    hi: s.bound.hi + moved,
-                }
-            })
-            .collect();
-        select(&ivs, self.sc.servers.len())
-            .ok()
-            .map(|s| s.bound.half_width_ceil().0 as i64)
     }
 }
 

@@ -169,11 +169,9 @@ impl LeapTable {
     }
 }
 
+/// A short, valid list (the tail of tzdata's) for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIST: &str = "\
+pub(crate) const TEST_LIST: &str = "\
 #\tIn the following text, the symbol '#' introduces a comment.
 #$\t 3913697179
 #@\t3991593600
@@ -181,6 +179,11 @@ mod tests {
 3644697600\t36\t# 1 Jul 2015
 3692217600\t37\t# 1 Jan 2017
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const LIST: &str = TEST_LIST;
 
     #[test]
     fn table_lookup_and_origin() {

@@ -267,6 +267,28 @@ impl Packet {
         }
     }
 
+    /// A stratum-1 server's reply to the request with transmit timestamp
+    /// `origin`, reading `t` on receipt and on transmit, with a tiny root
+    /// dispersion: what fake servers, the simulator and tests start from
+    /// (set other fields with struct update).
+    pub fn server_reply(origin: NtpTimestamp, t: RefTime) -> Packet {
+        Packet {
+            leap: Leap::None,
+            version: 4,
+            mode: MODE_SERVER,
+            stratum: 1,
+            poll: 4,
+            precision: -20,
+            root_delay: 0,
+            root_dispersion: 100,
+            ref_id: *b"TEST",
+            reference: NtpTimestamp::from_ref(t),
+            origin,
+            receive: NtpTimestamp::from_ref(t),
+            transmit: NtpTimestamp::from_ref(t),
+        }
+    }
+
     /// Root distance as advertised (root delay / 2 + root dispersion), rounded up.
     pub fn root_distance(&self) -> Nanos {
         let d = short_to_nanos_ceil(self.root_delay);

@@ -1,0 +1,105 @@
+//! The world's checks: at random instants, the interval an app would read
+//! from the segment — through [`crate::core::read::interval`], the one
+//! function every reader uses — against true time, on both timescales,
+//! with the figures of the run.
+
+use super::world::World;
+use crate::core::model::Status;
+use crate::core::read::{self, Reading};
+use crate::core::select::select;
+use crate::core::time::{Interval, Steady, NS_PER_S};
+
+impl World<'_> {
+    pub(super) fn check(&mut self, x: i64) {
+        let now = Steady(x);
+        let truth = self.truth(x);
+        // What an app reads: the segment, through the one read function.
+        let read = crate::shm::reader::view(&self.segment)
+            .ok()
+            .and_then(|(view, _)| {
+                let anchor = view.model.map(|h| h.anchor)?;
+                let exact = || crate::shm::reader::model(&self.segment);
+                let reading = Reading {
+                    at: now,
+                    extra_ns: 0,
+                };
+                read::interval(&view, reading, exact, read::unclamped)
+                    .ok()
+                    .map(|t| (t, anchor))
+            });
+        let status = read.map_or(self.engine.status_at(now), |(t, _)| t.status);
+        if self.last_status != Some(status) {
+            self.stats.transitions.push((x, status));
+            self.last_status = Some(status);
+        }
+        if let Some(fault) = self.sc.fault_at_ns {
+            if x >= fault
+                && status != Status::Synchronized
+                && self.stats.detection_delay_ns.is_none()
+            {
+                self.stats.detection_delay_ns = Some(x - fault);
+            }
+        }
+        let Some((t, anchor)) = read else {
+            self.last_check = None;
+            return;
+        };
+        self.stats.intervals += 1;
+        self.stats.by_status[status as usize] += 1;
+        let truth_utc = match (self.leap_true, self.sc.leap) {
+            (Some(at), Some(l)) if l.happens && truth.0 >= at => truth.0 - NS_PER_S,
+            _ => truth.0,
+        };
+        let leapfree_truth = truth.0 + self.leapfree_offset;
+        let holds = |lo: i64, hi: i64, t: i128| lo as i128 <= t && t <= hi as i128;
+        let ok = holds(t.utc.earliest.0, t.utc.latest.0, truth_utc)
+            && holds(t.leapfree.earliest.0, t.leapfree.latest.0, leapfree_truth);
+        if !ok {
+            self.stats.violations += 1;
+            if matches!(status, Status::Synchronized | Status::FreeRunning) {
+                self.stats.violations_usable += 1;
+            }
+            if status == Status::Synchronized {
+                self.stats.violations_synchronized += 1;
+                if self.stats.detection_delay_ns.is_some() {
+                    self.stats.violations_synchronized_after_detection += 1;
+                }
+            }
+        }
+        let eps = t.epsilon_ns() as i128;
+        if let Some((a, at, e)) = self.last_check {
+            if a == anchor && at <= now && eps < e {
+                self.stats.shrunk_without_evidence += 1;
+            }
+        }
+        self.last_check = Some((anchor, now, eps));
+        if status == Status::Synchronized {
+            self.stats.eps_sync.push(eps as i64);
+            if let Some(fl) = self.floor_at(x) {
+                self.stats.floor.push(fl);
+            }
+        }
+    }
+
+    /// Half-width of the fault-tolerant hull of each source's freshest sample
+    /// alone, carried to `x` with the exact true elapsed time (no ageing).
+    fn floor_at(&self, x: i64) -> Option<i64> {
+        let t = self.truth(x);
+        let ivs: Vec<Interval> = self
+            .engine
+            .latest_samples()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let moved = t - self.truth(s.at.0);
+                Interval {
+                    lo: s.bound.lo + moved,
+                    hi: s.bound.hi + moved,
+                }
+            })
+            .collect();
+        select(&ivs, self.sc.servers.len())
+            .ok()
+            .map(|s| s.bound.half_width_ceil().0 as i64)
+    }
+}

@@ -1,0 +1,167 @@
+//! Real peers and tools: chronyd on loopback, libfaketime, and whether a
+//! test may skip when one is missing.
+
+use super::{free_udp_port, wait_until, Guard};
+use skewd::core::ntp::packet::Packet;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Whether real peers are required (tests/run.sh sets it) or may be skipped.
+pub fn require_peers() -> bool {
+    std::env::var_os("SKEWD_REQUIRE_PEERS").is_some_and(|v| v == "1")
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Skip (or fail, under SKEWD_REQUIRE_PEERS=1) when `tool` is missing.
+pub fn need(tool: &str) -> bool {
+    if have(tool) {
+        return true;
+    }
+    if require_peers() {
+        panic!("{tool} is required (SKEWD_REQUIRE_PEERS=1) but not installed");
+    }
+    eprintln!("skipped: {tool} not installed");
+    false
+}
+
+/// Start `chronyd -x` (never touches the clock) with `directives`.
+pub fn chronyd(dir: &Path, name: &str, directives: &[String]) -> Guard {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let ds = d.display();
+    let mut args: Vec<String> = vec![
+        "-x".into(),
+        "-d".into(),
+        "-u".into(),
+        "root".into(),
+        "-f".into(),
+        "/dev/null".into(),
+    ];
+    args.extend(directives.iter().cloned());
+    args.extend([
+        "cmdport 0".to_string(),
+        "bindcmdaddress /".to_string(),
+        format!("pidfile {ds}/pid"),
+        format!("driftfile {ds}/drift"),
+        format!("dumpdir {ds}"),
+        format!("ntsdumpdir {ds}"),
+        format!("logdir {ds}"),
+    ]);
+    let child = Command::new("chronyd")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(d.join("log")).unwrap()))
+        .spawn()
+        .expect("start chronyd");
+    Guard {
+        child,
+        name: format!("chronyd-{name}"),
+    }
+}
+
+/// A `local stratum 1` chronyd serving the host clock on `ip:port`.
+pub fn chrony_server(dir: &Path, ip: &str, port: u16) -> Guard {
+    chronyd(
+        dir,
+        ip,
+        &[
+            format!("port {port}"),
+            format!("bindaddress {ip}"),
+            "allow 127.0.0.0/8".into(),
+            "local stratum 1".into(),
+        ],
+    )
+}
+
+/// A `local stratum 1` chronyd on each of `ips` (free ports).
+pub fn chrony_servers(dir: &Path, ips: &[&str]) -> (Vec<Guard>, Vec<SocketAddr>) {
+    ips.iter()
+        .map(|ip| {
+            let port = free_udp_port(ip);
+            let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+            (chrony_server(dir, ip, port), addr)
+        })
+        .unzip()
+}
+
+/// Wait (up to 20 s each) until every server gives a usable reply.
+pub fn await_serving(addrs: &[SocketAddr]) {
+    for a in addrs {
+        assert!(
+            wait_until(Duration::from_secs(20), || ntp_query(*a)
+                .is_some_and(|s| s < 16)),
+            "NTP server at {a} does not serve"
+        );
+    }
+}
+
+/// A chronyd relay of `upstream` on `ip:port` serving its time shifted by
+/// `offset_s` seconds (a falseticker when the offset exceeds its bound).
+pub fn chrony_relay(dir: &Path, ip: &str, port: u16, upstream: SocketAddr, offset_s: f64) -> Guard {
+    chronyd(
+        dir,
+        ip,
+        &[
+            format!(
+                "server {} port {} iburst minpoll -4 maxpoll -4 offset {offset_s}",
+                upstream.ip(),
+                upstream.port()
+            ),
+            format!("port {port}"),
+            format!("bindaddress {ip}"),
+            "allow 127.0.0.0/8".into(),
+        ],
+    )
+}
+
+/// Query an NTP server once; Some(stratum) when it answers with a usable reply.
+pub fn ntp_query(addr: SocketAddr) -> Option<u8> {
+    let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    s.send_to(&Packet::request(42).serialize(), addr).ok()?;
+    let mut b = [0u8; 128];
+    let (n, _) = s.recv_from(&mut b).ok()?;
+    let p = skewd::core::ntp::packet::parse_reply(&b[..n], 42).ok()?;
+    Some(p.stratum)
+}
+
+pub fn median(v: &mut [i64]) -> i64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Environment that runs a process under libfaketime with `vars` (e.g.
+/// `FAKETIME`, `FAKETIME_DONT_FAKE_MONOTONIC`). Pair it with
+/// `--no-kernel-timestamps`: kernel receive stamps are not faked.
+pub fn faked(vars: &[(&'static str, &std::ffi::OsStr)]) -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env = vec![(
+        "LD_PRELOAD",
+        libfaketime().expect("libfaketime library").into_os_string(),
+    )];
+    env.extend(vars.iter().map(|(k, v)| (*k, v.to_os_string())));
+    env
+}
+
+/// The libfaketime preload library, if installed.
+pub fn libfaketime() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+        "/usr/lib/faketime",
+    ]
+    .iter()
+    .map(|d| PathBuf::from(d).join("libfaketimeMT.so.1"))
+    .find(|p| p.exists())
+}
