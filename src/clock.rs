@@ -170,9 +170,34 @@ pub fn kernel_status() -> std::io::Result<KernelStatus> {
     })
 }
 
+/// The clocksource file, kept open: re-read without a new descriptor, so
+/// that running out of descriptors (a flood of connections) never reads as
+/// a clocksource change.
+#[derive(Debug)]
+pub struct ClocksourceFile(Option<std::fs::File>);
+
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+impl ClocksourceFile {
+    /// Open it (a missing file reads as unknown).
+    pub fn open() -> ClocksourceFile {
+        ClocksourceFile(std::fs::File::open(CLOCKSOURCE).ok())
+    }
+
+    /// The current clocksource, if it could be read.
+    pub fn read(&self) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let f = self.0.as_ref()?;
+        let mut buf = [0u8; 64];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        let s = std::str::from_utf8(&buf[..n]).ok()?.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    }
+}
+
 /// The current clocksource (e.g. `tsc`, `kvm-clock`), if readable.
 pub fn clocksource() -> Option<String> {
-    std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    std::fs::read_to_string(CLOCKSOURCE)
         .ok()
         .map(|s| s.trim().to_owned())
 }
@@ -273,5 +298,6 @@ mod tests {
         assert!(off >= -span && span >= 0);
         let k = kernel_status().expect("read-only adjtimex works");
         assert!(k.maxerror_us >= 0);
+        assert_eq!(ClocksourceFile::open().read(), clocksource());
     }
 }

@@ -25,6 +25,8 @@ use thiserror::Error;
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 pub use crate::paths::{DEFAULT_SHM, DEFAULT_STATE_DIR};
+/// The most servers a config may name.
+pub const MAX_SERVERS: usize = 64;
 /// Servers used when none are configured (each name is one slot).
 pub const DEFAULT_POOL: [&str; 4] = [
     "0.pool.ntp.org:123",
@@ -117,6 +119,11 @@ pub struct FileConfig {
     pub kernel_timestamps: Option<bool>,
     /// Allow `listen` on a non-loopback address.
     pub allow_remote_http: Option<bool>,
+    /// Host header values the HTTP API accepts besides loopback names and
+    /// addresses (and the listen address): the names clients use to reach
+    /// it. Anything else is refused (a DNS-rebinding page in a browser).
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
     /// The hypervisor's VMClock page, watched for its disruption marker
     /// (default `/dev/vmclock0` when it exists).
     pub vmclock_path: Option<PathBuf>,
@@ -242,6 +249,15 @@ impl FileConfig {
         }
         let addrs: Vec<String> = self.server.iter().map(|s| s.address.clone()).collect();
         refuse_duplicates(&addrs)?;
+        if self.server.len() > MAX_SERVERS {
+            return Err(invalid(
+                "server",
+                format!(
+                    "{} servers: at most {MAX_SERVERS} (each holds sockets; 4 to 7 are plenty: N = 4 tolerates one liar or one outage, 7 tolerate three)",
+                    self.server.len()
+                ),
+            ));
+        }
         if let Some(l) = &self.listen {
             let addr: std::net::SocketAddr = l
                 .parse()

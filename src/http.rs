@@ -26,29 +26,98 @@ use std::time::Duration;
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// Default wait when `timeout_ms` is not given.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
-/// Requests served at once; more are shed with 503.
-pub const MAX_CONCURRENT: usize = 512;
+/// Waits (`/v1/wait`, `/v1/commit-wait`) served at once; more are shed
+/// with 503. They have their own budget so that they can never starve the
+/// quick endpoints.
+pub const MAX_WAITS: usize = 256;
+/// Quick requests (`/v1/now`, `/v1/status`, `/healthz`, `/metrics`)
+/// served at once; more are shed with 503.
+pub const MAX_QUICK: usize = 64;
 
-/// The router with all routes and the protective layers.
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// A route group's protection: shed beyond `limit` at once, time out.
+fn budget(
+    r: Router<Arc<Shared>>,
+    limit: usize,
+    timeout: Duration,
+) -> Router<Arc<Shared>> {
+    r.layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overloaded))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limit))
+            .timeout(timeout),
+    )
+}
+
+/// The router with all routes and the protective layers. `hosts` are the
+/// Host header values accepted besides loopback names and addresses (the
+/// listen address, names the operator configured): a page in a browser
+/// that rebinds a DNS name to 127.0.0.1 must not reach the API.
+pub fn router(shared: Arc<Shared>, hosts: Vec<String>) -> Router {
+    let waits = Router::new()
+        .route("/v1/wait", get(wait))
+        .route("/v1/commit-wait", post(commit_wait));
+    let quick = Router::new()
         .route("/v1/now", get(now))
         .route("/v1/status", get(status))
-        .route("/v1/wait", get(wait))
-        .route("/v1/commit-wait", post(commit_wait))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let hosts = Arc::new(hosts);
+    budget(waits, MAX_WAITS, MAX_WAIT + Duration::from_secs(5))
+        .merge(budget(quick, MAX_QUICK, Duration::from_secs(5)))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
-                .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    MAX_CONCURRENT,
-                ))
-                .timeout(MAX_WAIT + Duration::from_secs(5)),
-        )
+        .layer(axum::middleware::from_fn(move |req, next| {
+            host_check(hosts.clone(), req, next)
+        }))
+}
+
+/// Whether `host` (a Host header value, maybe with a port) names this host
+/// by a loopback name or address, or one of `allowed`.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
+}
+
+async fn host_check(
+    hosts: Arc<Vec<String>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(h) if host_allowed(h, &hosts) => next.run(req).await,
+        Some(h) => error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("Host {h:?} does not name this agent (a DNS rebinding page?); configure it in http_hosts"),
+        ),
+        None => error(StatusCode::BAD_REQUEST, "a Host header is required"),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed here: /v1/commit-wait takes POST, the others GET",
+    )
 }
 
 async fn overloaded(err: tower::BoxError) -> Response {
@@ -140,13 +209,19 @@ async fn now(State(s): State<Arc<Shared>>) -> Json<NowJson> {
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    let st = NowJson::now(&s.get()).status;
-    let code = if healthy(st) {
+    let snap = s.get();
+    let st = NowJson::now(&snap).status;
+    let problem = snap.publishing_problem();
+    let code = if healthy(st) && problem.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(json!({ "status": st.as_str() }))).into_response()
+    let mut body = json!({ "status": st.as_str() });
+    if let Some(p) = problem {
+        body["problem"] = json!(p);
+    }
+    (code, Json(body)).into_response()
 }
 
 #[derive(Serialize)]
@@ -228,6 +303,11 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         })),
         "sources": sources,
         "kernel": snap.kernel,
+        "shared_memory": snap.shm.as_ref().map(|m| json!({
+            "path": m.path,
+            "publishing": m.publishing,
+            "problem": m.problem,
+        })),
     }))
     .into_response()
 }
@@ -389,7 +469,7 @@ async fn commit_wait(State(s): State<Arc<Shared>>, q: Params) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let body = crate::metrics::render(&s.get(), clock::raw());
+    let body = crate::metrics::render(&s.get(), clock::raw(), Some(&s.http));
     (
         [(
             header::CONTENT_TYPE,

@@ -40,6 +40,8 @@ pub mod metrics;
 #[cfg(feature = "daemon")]
 pub mod net;
 pub mod paths;
+#[cfg(feature = "daemon")]
+pub mod serve;
 pub mod shm;
 #[cfg(feature = "sim")]
 pub mod sim;

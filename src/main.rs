@@ -357,9 +357,7 @@ fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let shutdown = skewd::daemon::signals();
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let listener = skewd::daemon::listen::from_systemd();
         skewd::daemon::run(opts, shm, listener, shutdown).await
     })
 }

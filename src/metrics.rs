@@ -45,8 +45,9 @@ fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
     reg.register(name, help, c);
 }
 
-/// Prometheus text for `snap` read at steady instant `now`.
-pub fn render(snap: &Snapshot, now: Steady) -> String {
+/// Prometheus text for `snap` read at steady instant `now` (with the HTTP
+/// server's connection counts, when it runs).
+pub fn render(snap: &Snapshot, now: Steady, http: Option<&crate::serve::Counts>) -> String {
     let mut reg = Registry::default();
     let p = &snap.publication;
     let read = snap.at(now);
@@ -178,7 +179,7 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
     counter_family(
         &mut reg,
         "skewd_ntp_unexpected_replies",
-        "Duplicate or late replies discarded",
+        "Datagrams that answered no request of ours (duplicates, late replies, forgeries): discarded, changing nothing",
         snap.sources
             .iter()
             .map(|s| {
@@ -221,6 +222,29 @@ pub fn render(snap: &Snapshot, now: Steady) -> String {
             "skewd_kernel_synchronized",
             "1 if the kernel's STA_UNSYNC flag is clear",
             f64::from(u8::from(k.synchronized)),
+        );
+    }
+    if let Some(shm) = &snap.shm {
+        gauge(
+            &mut reg,
+            "skewd_shm_publishing",
+            "1 while the shared-memory segment (what applications read) is being published",
+            f64::from(u8::from(shm.publishing)),
+        );
+    }
+    if let Some(http) = http {
+        use std::sync::atomic::Ordering::Relaxed;
+        gauge(
+            &mut reg,
+            "skewd_http_connections",
+            "HTTP connections open",
+            http.open.load(Relaxed) as f64,
+        );
+        counter(
+            &mut reg,
+            "skewd_http_connections_refused",
+            "HTTP connections closed on accept (over the connection caps)",
+            http.refused.load(Relaxed),
         );
     }
     family(

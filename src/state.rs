@@ -27,6 +27,17 @@ pub struct SourceView {
     pub report: SourceReport,
 }
 
+/// Whether the shared-memory segment is being published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShmState {
+    /// Where.
+    pub path: std::path::PathBuf,
+    /// The last publication reached it.
+    pub publishing: bool,
+    /// Why not, if not.
+    pub problem: Option<String>,
+}
+
 /// Everything the agent shows.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -38,6 +49,8 @@ pub struct Snapshot {
     pub kernel: Option<KernelStatus>,
     /// Whether a VMClock page is watched.
     pub vmclock_watched: bool,
+    /// The shared-memory segment, if one is configured.
+    pub shm: Option<ShmState>,
 }
 
 /// A read of the snapshot at one instant.
@@ -64,6 +77,7 @@ impl Snapshot {
             sources: vec![],
             kernel: None,
             vmclock_watched: false,
+            shm: None,
         }
     }
 
@@ -107,12 +121,29 @@ pub fn healthy(s: Status) -> bool {
     s == Status::Synchronized
 }
 
+impl Snapshot {
+    /// Why the agent is not healthy although its status may be, if so: the
+    /// shared-memory segment (what applications read) is not published.
+    pub fn publishing_problem(&self) -> Option<String> {
+        let s = self.shm.as_ref()?;
+        (!s.publishing).then(|| {
+            format!(
+                "shared memory {} is not published: {}",
+                s.path.display(),
+                s.problem.as_deref().unwrap_or("unknown")
+            )
+        })
+    }
+}
+
 /// State shared between the engine task and the readers.
 #[derive(Debug)]
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Bumped on every publish; waiters watch it.
     pub published: watch::Sender<u64>,
+    /// The HTTP server's connection counts.
+    pub http: Arc<crate::serve::Counts>,
 }
 
 impl Shared {
@@ -121,6 +152,7 @@ impl Shared {
         Arc::new(Shared {
             snapshot: RwLock::new(Arc::new(Snapshot::empty())),
             published: watch::channel(0).0,
+            http: Arc::default(),
         })
     }
 

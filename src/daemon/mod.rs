@@ -4,6 +4,7 @@
 //! notification each live in their own module. Only `main.rs` uses this.
 
 pub mod dirs;
+pub mod listen;
 pub mod notify;
 pub mod options;
 pub mod pump;
@@ -20,19 +21,21 @@ use std::time::Duration;
 
 /// Run the agent publishing to `shm` (created and locked by the caller, so
 /// a second agent fails before anything starts) and serving HTTP on
-/// `listener`, until `shutdown` completes; then stop everything cleanly
-/// (STOPPING=1, drift file saved).
+/// `listener` (systemd's) or on `opts.listen` (bound here, retried while
+/// taken: publishing never waits for HTTP), until `shutdown` completes;
+/// then stop everything cleanly (STOPPING=1, the segment marked without a
+/// model, the drift file saved).
 pub async fn run(
     opts: RunOptions,
     shm: Option<Writer>,
-    listener: tokio::net::TcpListener,
+    listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    listen::raise_fd_limit();
     let shared = Shared::new();
     tracing::info!(
-        "skewd {} serving http://{} ({} sources: {})",
+        "skewd {} ({} sources: {})",
         env!("CARGO_PKG_VERSION"),
-        listener.local_addr().unwrap_or(opts.listen),
         opts.servers.len(),
         opts.servers.join(", ")
     );
@@ -41,16 +44,26 @@ pub async fn run(
     let (pump, resolved_rx) = pump::Pump::new(&opts, shared.clone(), tx, shm);
     let pump = tokio::spawn(pump.run(rx, resolved_rx, stop_rx.clone()));
     let notify = tokio::spawn(notify::notify_loop(shared.clone(), stop_rx.clone()));
+    let router = crate::http::router(shared.clone(), opts.http_hosts.clone());
+    let listen_addr = opts.listen;
     let mut http_stop = stop_rx.clone();
-    let server = axum::serve(listener, crate::http::router(shared.clone())).with_graceful_shutdown(
-        async move {
-            let _ = http_stop.changed().await;
-        },
-    );
-    let server = tokio::spawn(async move { server.await });
+    let http_counts = shared.http.clone();
+    let server = tokio::spawn(async move {
+        let listener = match listener {
+            Some(l) => Some(l),
+            None => listen::bind_retrying(listen_addr, &mut http_stop).await,
+        };
+        if let Some(l) = listener {
+            tracing::info!(
+                "serving http://{}",
+                l.local_addr().map_or(listen_addr, |a| a)
+            );
+            crate::serve::serve(l, router, Default::default(), http_counts, http_stop).await;
+        }
+    });
     shutdown.await;
     tracing::info!("stopping");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    notify::send(&[notify::State::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -61,10 +74,21 @@ pub async fn run(
 /// SIGTERM or SIGINT. Install it first thing in the runtime: READY goes out
 /// from a spawned task, and a SIGTERM that lands before the handler exists
 /// would kill the process without STOPPING=1 or the drift file saved.
+/// SIGHUP (a closed terminal, `systemctl reload`) is logged and ignored:
+/// there is nothing to reload in place; config changes need a restart.
 pub fn signals() -> impl Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    tokio::spawn(async move {
+        while let Some(h) = hup.as_mut() {
+            if h.recv().await.is_none() {
+                break;
+            }
+            tracing::info!("SIGHUP: nothing to reload in place (restart skewd to apply config changes)");
+        }
+    });
     async move {
         async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {

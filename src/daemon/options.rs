@@ -27,6 +27,10 @@ pub struct RunOptions {
     pub dispersion_aged_by_server: Vec<bool>,
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// Host header values HTTP accepts besides loopback names and
+    /// addresses (DNS-rebinding protection): the listen address and the
+    /// configured `http_hosts`.
+    pub http_hosts: Vec<String>,
     /// Shared-memory segment path (`None`: not published).
     pub shm_path: Option<PathBuf>,
     /// State directory.
@@ -95,10 +99,23 @@ impl RunOptions {
             vec![false; servers.len()]
         };
         crate::config::refuse_duplicates(&servers)?;
+        if servers.len() > crate::config::MAX_SERVERS {
+            anyhow::bail!(
+                "{} servers: at most {}",
+                servers.len(),
+                crate::config::MAX_SERVERS
+            );
+        }
+        let listen: SocketAddr = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?;
+        let mut http_hosts = file.http_hosts.clone();
+        if !listen.ip().is_unspecified() {
+            http_hosts.push(listen.ip().to_string());
+        }
         Ok(RunOptions {
+            http_hosts,
             dispersion_aged_by_server,
             servers,
-            listen: file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?,
+            listen,
             shm_path: Some(
                 shm.or(file.shm_path.clone())
                     .unwrap_or_else(|| DEFAULT_SHM.into()),

@@ -17,7 +17,8 @@ use crate::core::stamps::{ClockPair, RxStamps};
 use crate::core::time::{Nanos, Steady, NS_PER_S};
 use crate::net::Incoming;
 use crate::shm::vmclock::VmClock;
-use crate::state::{Shared, Snapshot};
+use crate::shm::writer::Health;
+use crate::state::{Shared, ShmState, Snapshot};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub struct Pump {
     vmclock: Option<VmClock>,
     /// Counts REALTIME sets, for the core's kernel-stamp check.
     clock_sets: Option<clock::ClockSetWatch>,
+    clocksource: clock::ClocksourceFile,
+    /// Whether the segment is being published (for health and metrics).
+    shm_state: Option<ShmState>,
 }
 
 /// Watch the VMClock page at `path` if it exists (or was named).
@@ -102,6 +106,7 @@ impl Pump {
         if let Some(w) = &mut shm {
             w.set_vmclock_default(vmclock_default);
         }
+        let shm_created = shm.is_some();
         let pump = Pump {
             engine: Engine::new(cfg, now),
             sources,
@@ -111,6 +116,12 @@ impl Pump {
             shm,
             vmclock: open_vmclock(&opts.vmclock.path, opts.vmclock.named),
             clock_sets,
+            clocksource: clock::ClocksourceFile::open(),
+            shm_state: opts.shm_path.as_ref().map(|p| ShmState {
+                path: p.clone(),
+                publishing: shm_created,
+                problem: (!shm_created).then(|| "could not be created (see the log)".into()),
+            }),
         };
         (pump, resolved_rx)
     }
@@ -138,13 +149,34 @@ impl Pump {
 
     /// Write the publication to the segment and show it to the readers.
     fn publish(&mut self, p: &Publication) {
-        if let Some(w) = &self.shm {
-            w.publish(p);
+        if let (Some(w), Some(st)) = (&mut self.shm, &mut self.shm_state) {
+            let (ok, problem) = match w.publish(p) {
+                Health::Ok => (true, None),
+                Health::Restored => {
+                    tracing::warn!("the shared-memory segment {} had been shrunk: restored (a reader mapping it may have faulted)", st.path.display());
+                    (true, None)
+                }
+                Health::Recreated => {
+                    tracing::warn!("the shared-memory segment {} had been removed or replaced: created again (readers must reopen it)", st.path.display());
+                    (true, None)
+                }
+                Health::Failed(why) => (false, Some(why)),
+            };
+            if st.problem != problem {
+                if let Some(why) = &problem {
+                    tracing::error!("not publishing to shared memory: {why}");
+                } else if !st.publishing {
+                    tracing::info!("publishing to shared memory again");
+                }
+            }
+            st.publishing = ok;
+            st.problem = problem;
         }
         let snap = Snapshot {
             sources: self.sources.views(&p.sources),
             kernel: clock::kernel_status().ok(),
             vmclock_watched: self.vmclock.is_some(),
+            shm: self.shm_state.clone(),
             publication: p.clone(),
         };
         self.shared.set(snap);
@@ -157,7 +189,7 @@ impl Pump {
         let reading = LocalReading {
             at: clock::raw(),
             boot_offset: Some((off, span)),
-            clocksource: clock::clocksource(),
+            clocksource: self.clocksource.read(),
             vmclock_marker: self.vmclock.as_ref().and_then(VmClock::disruption_marker),
             realtime: Some(ClockPair {
                 steady: p.steady,
@@ -274,5 +306,10 @@ impl Pump {
             }
         }
         self.save_drift();
+        // Readers see at once that nobody publishes any more, rather than
+        // after the grace.
+        let now = clock::raw();
+        let stopped = Publication::bare(now, None, crate::core::model::Status::Unknown, clock::boot_offset().0);
+        self.publish(&stopped);
     }
 }

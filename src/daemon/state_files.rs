@@ -6,7 +6,37 @@
 use crate::clock;
 use crate::core::leap::LeapTable;
 use crate::core::time::Rate;
+use crate::paths::open_state;
+use std::io::{Read, Write};
 use std::path::Path;
+
+/// A state file's text (never through a symlink, only from a private
+/// directory: see [`open_state`]).
+fn read_state(dir: &Path, name: &str) -> Option<String> {
+    let mut s = String::new();
+    open_state(dir, name, false)
+        .ok()?
+        .take(1 << 20)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
+/// Replace a state file: a temporary beside it, fsync, rename (a crash
+/// leaves the old file or the new one, never a torn one).
+fn write_state(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    let r = (|| {
+        let mut f = open_state(dir, &tmp, true)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        std::fs::rename(dir.join(&tmp), dir.join(name))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(dir.join(&tmp));
+    }
+    r
+}
 
 /// The host's leap-second table (tzdata's list). Where the leap-free
 /// timescale starts is looked up in it at the UTC of the first model (the
@@ -44,8 +74,7 @@ const SEEN_LEAPS: &str = "leap-seconds-seen.json";
 
 /// `(from_unix_s, tai_minus_utc_s)` of leaps seen happening.
 fn load_seen_leaps(dir: &Path) -> Vec<(i64, i64)> {
-    std::fs::read_to_string(dir.join(SEEN_LEAPS))
-        .ok()
+    read_state(dir, SEEN_LEAPS)
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }
@@ -56,11 +85,8 @@ pub fn save_seen_leap(dir: &Path, at_unix_s: i64, tai_minus_utc_s: i64) {
     if !v.iter().any(|e| e.0 == at_unix_s) {
         v.push((at_unix_s, tai_minus_utc_s));
     }
-    let ok = serde_json::to_vec(&v)
-        .ok()
-        .and_then(|b| std::fs::write(dir.join(SEEN_LEAPS), b).ok());
-    if ok.is_none() {
-        tracing::warn!("could not record the leap second in {}", dir.display());
+    if let Err(e) = write_state(dir, SEEN_LEAPS, &serde_json::to_vec(&v).unwrap_or_default()) {
+        tracing::warn!("could not record the leap second in {}: {e}", dir.display());
     }
 }
 
@@ -76,7 +102,7 @@ struct DriftFile {
 /// conversion: `-1e36` would saturate and wrap).
 pub fn load_drift(dir: &Path, phi_hw: Rate, clocksource: &Option<String>) -> Option<Rate> {
     let path = dir.join("drift.json");
-    let text = std::fs::read_to_string(&path).ok()?;
+    let text = read_state(dir, "drift.json")?;
     let refuse = |why: &str| {
         tracing::warn!("ignoring the drift file {}: {why}", path.display());
         None
@@ -106,16 +132,8 @@ pub fn save_drift(dir: &Path, rate: Rate) {
         clocksource: clock::clocksource(),
         boot_id: clock::boot_id(),
     };
-    let tmp = dir.join("drift.json.tmp");
-    let r = (|| -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&d)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join("drift.json"))
-    })();
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&tmp);
+    let body = serde_json::to_vec_pretty(&d).unwrap_or_default();
+    if let Err(e) = write_state(dir, "drift.json", &body) {
         tracing::warn!("could not save the drift file in {}: {e}", dir.display());
     }
 }

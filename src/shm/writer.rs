@@ -192,11 +192,29 @@ pub fn abandon_mid_write(s: &Segment) {
 #[derive(Debug)]
 pub struct Writer {
     map: memmap2::MmapMut,
-    _file: std::fs::File,
+    file: std::fs::File,
+    path: std::path::PathBuf,
     /// Holds the lock.
     _lock: std::fs::File,
     /// The VMClock marker published is the one of `/dev/vmclock0`.
     vmclock_default: bool,
+    epoch: u64,
+}
+
+/// What [`Writer::publish`] found about the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Published.
+    Ok,
+    /// The file had been shrunk (a reader mapping it then faults): sized
+    /// and allocated again, and published.
+    Restored,
+    /// The path no longer names our file (deleted or replaced): a new one
+    /// was created there, and published. Readers that mapped the old one
+    /// see it go `unknown`, and must reopen.
+    Recreated,
+    /// Not published: why.
+    Failed(String),
 }
 
 impl Writer {
@@ -234,15 +252,18 @@ impl Writer {
         // shared mutable mapping is fine.
         let map =
             unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f) }.map_err(io)?;
+        let epoch = rand::random();
         let w = Writer {
             map,
-            _file: f,
+            file: f,
+            path: path.to_path_buf(),
             _lock: lock,
             vmclock_default: false,
+            epoch,
         };
         reset(
             w.seg(),
-            rand::random(),
+            epoch,
             u64::from(std::process::id()),
             crate::clock::time_namespace().unwrap_or((0, 0)),
             &crate::clock::boot_id().unwrap_or_default(),
@@ -264,9 +285,78 @@ impl Writer {
         self.vmclock_default = yes;
     }
 
-    /// Publish (one seqlock write; see [`write`]).
-    pub fn publish(&self, p: &Publication) {
+    /// Publish (one seqlock write; see [`write`]), after checking that the
+    /// path still names our file at full size (two `stat`s): a shrunk file
+    /// is restored, a deleted or replaced one recreated (never through a
+    /// symlink, never over someone else's file). A file shrunk in the
+    /// microsecond between the check and the write would still fault;
+    /// only the agent's own user and root can shrink it.
+    pub fn publish(&mut self, p: &Publication) -> Health {
+        use std::os::unix::fs::MetadataExt;
+        let mut health = Health::Ok;
+        let ours = self.file.metadata();
+        let named = std::fs::symlink_metadata(&self.path);
+        match (&ours, &named) {
+            (Ok(o), Ok(n)) if o.ino() == n.ino() && o.dev() == n.dev() && o.nlink() > 0 => {
+                if o.len() < SEGMENT_SIZE as u64 {
+                    if let Err(e) = self.restore() {
+                        return Health::Failed(format!("cannot restore the shrunk segment: {e}"));
+                    }
+                    health = Health::Restored;
+                }
+            }
+            _ => {
+                if let Err(e) = self.recreate() {
+                    return Health::Failed(format!("the segment was removed or replaced, and cannot be created again: {e}"));
+                }
+                health = Health::Recreated;
+            }
+        }
         write(self.seg(), p, self.vmclock_default);
+        health
+    }
+
+    fn restore(&self) -> std::io::Result<()> {
+        self.file.set_len(SEGMENT_SIZE as u64)?;
+        // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
+        let rc = unsafe {
+            libc::posix_fallocate(self.file.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t)
+        };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        // The shrunk pages read as zeros again: start a clean generation.
+        reset(
+            self.seg(),
+            self.epoch,
+            u64::from(std::process::id()),
+            crate::clock::time_namespace().unwrap_or((0, 0)),
+            &crate::clock::boot_id().unwrap_or_default(),
+        );
+        Ok(())
+    }
+
+    fn recreate(&mut self) -> std::io::Result<()> {
+        let f = open_ours(&self.path, 0o644)?;
+        f.set_len(SEGMENT_SIZE as u64)?;
+        // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: as in `create`: SEGMENT_SIZE bytes, allocated, written only
+        // by this process (we hold the lock, the file is ours).
+        let map = unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f)? };
+        self.map = map;
+        self.file = f;
+        reset(
+            self.seg(),
+            self.epoch,
+            u64::from(std::process::id()),
+            crate::clock::time_namespace().unwrap_or((0, 0)),
+            &crate::clock::boot_id().unwrap_or_default(),
+        );
+        Ok(())
     }
 }
 
