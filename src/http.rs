@@ -35,11 +35,7 @@ pub const MAX_WAITS: usize = 256;
 pub const MAX_QUICK: usize = 64;
 
 /// A route group's protection: shed beyond `limit` at once, time out.
-fn budget(
-    r: Router<Arc<Shared>>,
-    limit: usize,
-    timeout: Duration,
-) -> Router<Arc<Shared>> {
+fn budget(r: Router<Arc<Shared>>, limit: usize, timeout: Duration) -> Router<Arc<Shared>> {
     r.layer(
         tower::ServiceBuilder::new()
             .layer(HandleErrorLayer::new(overloaded))
@@ -71,6 +67,37 @@ pub fn router(shared: Arc<Shared>, hosts: Vec<String>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             host_check(hosts.clone(), req, next)
         }))
+        .layer(axum::middleware::from_fn(size_check))
+}
+
+/// Longest request target answered (414 beyond).
+pub const MAX_URI: usize = 4096;
+/// Most header bytes answered (431 beyond). A head longer than the
+/// server's buffer (`serve::Limits::max_header_bytes`, 16 KiB) never gets
+/// here: hyper answers it 431 without a body and closes the connection.
+pub const MAX_HEADERS: usize = 8192;
+
+/// Refuse oversized requests with a JSON error body.
+async fn size_check(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = req.uri().to_string().len();
+    if uri > MAX_URI {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            format!("request target of {uri} bytes: at most {MAX_URI}"),
+        );
+    }
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if head > MAX_HEADERS {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("{head} bytes of headers: at most {MAX_HEADERS}"),
+        );
+    }
+    next.run(req).await
 }
 
 /// Whether `host` (a Host header value, maybe with a port) names this host
@@ -89,7 +116,9 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost"
         || name.ends_with(".localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
         || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
 }
 

@@ -75,6 +75,32 @@ pub fn find_segment() -> Result<PathBuf, String> {
     }
 }
 
+/// Open `dir/name` for the agent's own state: `dir` must be a real
+/// directory of ours that nobody else can write, and `name` is never
+/// followed through a symlink. In a shared directory another user could
+/// otherwise point the agent (root) at a file of their choosing.
+#[cfg(feature = "daemon")]
+pub fn open_state(dir: &Path, name: &str, write: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let m = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !m.file_type().is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory that only uid {me} can write",
+            dir.display()
+        )));
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if write {
+        o.write(true).create(true).truncate(true).mode(0o644);
+    } else {
+        o.read(true);
+    }
+    o.open(dir.join(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,30 +137,4 @@ mod tests {
         }
         std::fs::remove_dir_all(&base).unwrap();
     }
-}
-
-/// Open `dir/name` for the agent's own state: `dir` must be a real
-/// directory of ours that nobody else can write, and `name` is never
-/// followed through a symlink. In a shared directory another user could
-/// otherwise point the agent (root) at a file of their choosing.
-#[cfg(feature = "daemon")]
-pub fn open_state(dir: &Path, name: &str, write: bool) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let m = std::fs::symlink_metadata(dir)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if !m.file_type().is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
-        return Err(std::io::Error::other(format!(
-            "{} is not a directory that only uid {me} can write",
-            dir.display()
-        )));
-    }
-    let mut o = std::fs::OpenOptions::new();
-    o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
-    if write {
-        o.write(true).create(true).truncate(true).mode(0o644);
-    } else {
-        o.read(true);
-    }
-    o.open(dir.join(name))
 }

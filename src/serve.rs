@@ -71,7 +71,7 @@ pub async fn serve(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning; the
                     // connections in hand close on their own timeouts.
-                    if counts.accept_errors.fetch_add(1, Relaxed) % 1000 == 0 {
+                    if counts.accept_errors.fetch_add(1, Relaxed).is_multiple_of(1000) {
                         tracing::warn!("HTTP: cannot accept a connection: {e}");
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;

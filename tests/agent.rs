@@ -332,7 +332,7 @@ fn drift_file_is_saved_at_shutdown_and_used_at_start() {
 fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
     // No model: every wait runs to its timeout, so the requests pile up.
     let (_agent, http) = start_agent("load", &[], &["--server", "127.0.0.1:9"]);
-    let n = skewd::http::MAX_CONCURRENT + 64;
+    let n = skewd::http::MAX_WAITS + 64;
     let answers: Vec<(u16, String)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..n)
             .map(|_| {

@@ -47,7 +47,7 @@ fn segment(tag: &str) -> (TempDir, std::path::PathBuf, Writer) {
 /// above true UTC after it. The clamp now works on the leap-free scale.
 #[test]
 fn the_monotone_clamp_works_on_the_leap_free_scale() {
-    let (_dir, path, w) = segment("clamp-leap");
+    let (_dir, path, mut w) = segment("clamp-leap");
     let rt = skewd::clock::realtime().0;
     let utc = UtcMapping {
         offset: Nanos(0),
@@ -75,7 +75,7 @@ fn the_monotone_clamp_works_on_the_leap_free_scale() {
     );
 }
 
-fn publish_at(w: &Writer, lo: i128, width: i128) {
+fn publish_at(w: &mut Writer, lo: i128, width: i128) {
     let mut p = around_now(UtcMapping::default(), Status::Synchronized, 0);
     if let Some(m) = &mut p.model {
         m.bound = Interval {
@@ -92,19 +92,19 @@ fn publish_at(w: &Writer, lo: i128, width: i128) {
 /// latest is dropped, as is every floor once the agent counts a violation.
 #[test]
 fn the_clamp_never_outlives_a_replaced_model() {
-    let (_dir, path, w) = segment("clamp-replaced");
+    let (_dir, path, mut w) = segment("clamp-replaced");
     let clock = Clock::open_fast(&path)
         .unwrap()
         .with_monotonic_earliest(true);
     let truth = 1_800_000_000_000_000_000i128;
     // A model 5 s ahead of truth (a bound violation the agent is about to
     // detect: e.g. the leap case in tests/leap_attacks.rs), read once.
-    publish_at(&w, truth + 5_000_000_000, 1_000_000);
+    publish_at(&mut w, truth + 5_000_000_000, 1_000_000);
     let bad = clock.now().unwrap();
     assert!(bad.leapfree.earliest.0 as i128 > truth);
     // The agent detects it and publishes a correct, synchronized model
     // (1 ms wide; truth is within ~100 us of its lower end at this read).
-    publish_at(&w, truth, 1_000_000);
+    publish_at(&mut w, truth, 1_000_000);
     let t = clock.now().unwrap();
     assert_eq!(t.status, Status::Synchronized);
     assert!(
@@ -134,7 +134,7 @@ fn the_clamp_never_outlives_a_replaced_model() {
 /// UTC caller was released up to a second early).
 #[test]
 fn waits_compare_on_the_timescale_they_are_given() {
-    let (_dir, path, w) = segment("wait-scales");
+    let (_dir, path, mut w) = segment("wait-scales");
     let rt = skewd::clock::realtime().0;
     let utc = UtcMapping {
         offset: Nanos(0),
@@ -171,7 +171,7 @@ fn waits_compare_on_the_timescale_they_are_given() {
 /// while its epsilon said 318 us.
 #[test]
 fn an_unrepresentable_interval_is_an_error() {
-    let (_dir, path, w) = segment("unrepresentable");
+    let (_dir, path, mut w) = segment("unrepresentable");
     let mut p = around_now(UtcMapping::default(), Status::Synchronized, 0);
     if let Some(m) = &mut p.model {
         m.bound = Interval {
@@ -214,7 +214,7 @@ fn an_unrepresentable_interval_is_an_error() {
 /// and answered from a model that missed true time).
 #[test]
 fn after_and_before_refuse_statuses_the_waits_refuse() {
-    let (_dir, path, w) = segment("unusable");
+    let (_dir, path, mut w) = segment("unusable");
     for st in [Status::Unknown, Status::Disrupted] {
         w.publish(&around_now(UtcMapping::default(), st, 1_000_000));
         let clock = Clock::open(&path).unwrap();
@@ -237,7 +237,7 @@ fn after_and_before_refuse_statuses_the_waits_refuse() {
 /// time namespace and such a reader gets an error.
 #[test]
 fn a_reader_in_another_time_namespace_is_refused() {
-    let (_dir, path, w) = segment("timens");
+    let (_dir, path, mut w) = segment("timens");
     w.publish(&around_now(
         UtcMapping::default(),
         Status::Synchronized,

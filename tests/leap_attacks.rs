@@ -53,7 +53,16 @@ fn drive_with(
     while t0 + (now.0 as i128) < until {
         if interrupt_at.is_some_and(|x| t0 + now.0 as i128 >= x) {
             interrupt_at = None;
-            e.interrupt(now);
+            // A clocksource change, as the shell would report it.
+            for cs in ["tsc", "hpet"] {
+                e.handle_local(&skewd::core::local::LocalReading {
+                    at: now,
+                    boot_offset: None,
+                    clocksource: Some(cs.into()),
+                    vmclock_marker: None,
+                    realtime: None,
+                });
+            }
         }
         let actions = e.handle_timer(now, &mut || {
             nonce += 1;

@@ -64,7 +64,7 @@ fn role_child() {
     let until = Instant::now() + Duration::from_millis(2500);
     match role.as_str() {
         "writer" => {
-            let w = Writer::create(Path::new(&path)).unwrap();
+            let mut w = Writer::create(Path::new(&path)).unwrap();
             let mut c = 1_000_000i64;
             while Instant::now() < until {
                 w.publish(&derived(c));
@@ -176,7 +176,7 @@ fn bad_segments_give_clear_errors() {
     ));
     // A writer killed mid-update: a clear error, and the next daemon start resets it.
     let path = dir.join("mid");
-    let w = Writer::create(&path).unwrap();
+    let mut w = Writer::create(&path).unwrap();
     w.publish(&derived(5_000));
     skewd::shm::writer::abandon_mid_write(w.seg());
     let r = Reader::open(&path).unwrap();

@@ -284,6 +284,13 @@ impl Engine {
         bytes: &[u8],
         rx: &RxStamps,
     ) -> Result<Vec<Action>, Rejected> {
+        // A suspend since the last local reading voids the request in
+        // flight and the model before the reply is looked at.
+        if let Some(i) = self.local.observe_boot(rx.boot_offset) {
+            self.interrupt(rx.at);
+            self.events.push(Event::Interrupted(i));
+            return Ok(vec![Action::Publish(Box::new(self.publication(rx.at)))]);
+        }
         let pivot = self.pivot(rx.at);
         let mut params = self.cfg.sample;
         let Some(r) = self.records.get_mut(source.0) else {
@@ -368,7 +375,7 @@ impl Engine {
     }
 
     /// Run a selection round at `now` with every source's best aged interval.
-    pub fn round(&mut self, now: Steady) -> Round {
+    fn round(&mut self, now: Steady) -> Round {
         let ageing = self.estimator.ageing();
         let max_age = self.cfg.max_sample_age;
         let intervals: Vec<Option<Interval>> = self
@@ -394,7 +401,7 @@ impl Engine {
     /// A timeline interruption at `now`: drop the model and every sample
     /// from before it. (The shell reports local readings with
     /// [`Engine::handle_local`], which decides when to call this.)
-    pub fn interrupt(&mut self, now: Steady) {
+    fn interrupt(&mut self, now: Steady) {
         self.estimator.interrupt(now);
         for r in &mut self.records {
             r.interrupt(now);

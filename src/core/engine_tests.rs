@@ -78,3 +78,54 @@ fn publications_expire_without_the_publisher() {
         Status::Unknown
     );
 }
+
+/// A reply that shows a suspend since the last local reading (its boot
+/// offset moved) is not used: the request in flight and the model before
+/// it are void, and the interruption is published at once, before the
+/// next local reading would have shown it.
+#[test]
+fn a_reply_after_a_suspend_interrupts_instead_of_counting() {
+    let mut e = Engine::new(EngineConfig::new(Nanos::from_secs(16), 1), Steady(0));
+    let local = |at: i64, boot: i64| LocalReading {
+        at: Steady(at),
+        boot_offset: Some((boot, 100)),
+        clocksource: None,
+        vmclock_marker: None,
+        realtime: None,
+    };
+    e.handle_local(&local(0, 5_000));
+    let t = RefTime(1_800_000_000 * NS_PER_S);
+    let exchange = |e: &mut Engine, at: i64, nonce: u64, boot: i64| {
+        e.handle_timer(Steady(at), &mut || nonce);
+        e.handle_sent(SourceId(0), SentStamps::steady(Steady(at)));
+        let reply = Packet::server_reply(NtpTimestamp(nonce), t + Nanos(at as i128));
+        let mut rx = RxStamps::steady(Steady(at + 1000));
+        rx.boot_offset = Some((boot, 100));
+        e.handle_reply(SourceId(0), &reply.serialize(), &rx)
+    };
+    exchange(&mut e, 0, 7, 5_000).unwrap();
+    assert!(e.model().is_some());
+    // The host slept 2 s while the next request was in flight.
+    let at = e.poll_timeout().unwrap().0;
+    let out = exchange(&mut e, at, 8, 2_000_005_000).unwrap();
+    let Action::Publish(p) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        p.model.is_none(),
+        "the model from before the suspend is void"
+    );
+    assert_eq!(p.interruptions.suspends, 1);
+    assert!(e
+        .take_events()
+        .iter()
+        .any(|ev| matches!(ev, Event::Interrupted(Interruption::Suspend(_)))));
+    // The local reading that follows sees no second suspend.
+    e.handle_local(&local(at + 500_000_000, 2_000_005_000));
+    assert_eq!(
+        e.publication(Steady(at + 500_000_000))
+            .interruptions
+            .suspends,
+        1
+    );
+}

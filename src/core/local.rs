@@ -66,41 +66,62 @@ pub struct LocalState {
     pub vmclock_marker: Option<u64>,
     /// Counts.
     pub counts: Interruptions,
+    /// Full readings taken so far.
+    readings: u64,
 }
 
 impl LocalState {
-    /// Take a reading; the interruption it shows, if any.
+    /// Take a full reading; the interruption it shows, if any. A value
+    /// that could not be read is unknown and changes nothing; a clocksource
+    /// or marker that appears after readings without one is a change (it
+    /// may have changed while it could not be read), except at the very
+    /// first reading, when there is nothing yet to void.
     pub fn observe(&mut self, r: &LocalReading) -> Option<Interruption> {
+        let first = self.readings == 0;
+        self.readings += 1;
+        let mut found = self.observe_boot(r.boot_offset);
+        let cs = match (&self.clocksource, &r.clocksource) {
+            (Some(old), Some(new)) if old != new => Some(old.clone()),
+            (None, Some(_)) if !first => Some("unknown".to_owned()),
+            _ => None,
+        };
+        if let (Some(from), Some(to)) = (cs, &r.clocksource) {
+            self.counts.clocksource_changes += 1;
+            found.get_or_insert(Interruption::Clocksource {
+                from,
+                to: to.clone(),
+            });
+        }
+        if r.clocksource.is_some() {
+            self.clocksource.clone_from(&r.clocksource);
+        }
+        let vm_changed = match (self.vmclock_marker, r.vmclock_marker) {
+            (Some(old), Some(new)) => old != new,
+            (None, Some(_)) => !first,
+            _ => false,
+        };
+        if vm_changed {
+            self.counts.vmclock_disruptions += 1;
+            found.get_or_insert(Interruption::VmClock);
+        }
+        if r.vmclock_marker.is_some() {
+            self.vmclock_marker = r.vmclock_marker;
+        }
+        found
+    }
+
+    /// Take a boot offset read alone (with a reply): a suspend since the
+    /// last reading, if any.
+    pub fn observe_boot(&mut self, boot_offset: Option<(i64, i64)>) -> Option<Interruption> {
         let mut found = None;
-        if let (Some((old, old_span)), Some((new, span))) = (self.boot_offset, r.boot_offset) {
+        if let (Some((old, old_span)), Some((new, span))) = (self.boot_offset, boot_offset) {
             if (new - old).abs() > SUSPEND_THRESHOLD.0 as i64 + span + old_span {
                 self.counts.suspends += 1;
                 found = Some(Interruption::Suspend(Nanos((new - old).into())));
             }
         }
-        if r.boot_offset.is_some() {
-            self.boot_offset = r.boot_offset;
-        }
-        if let (Some(old), Some(new)) = (&self.clocksource, &r.clocksource) {
-            if old != new {
-                self.counts.clocksource_changes += 1;
-                found.get_or_insert(Interruption::Clocksource {
-                    from: old.clone(),
-                    to: new.clone(),
-                });
-            }
-        }
-        if r.clocksource.is_some() {
-            self.clocksource.clone_from(&r.clocksource);
-        }
-        if let (Some(old), Some(new)) = (self.vmclock_marker, r.vmclock_marker) {
-            if old != new {
-                self.counts.vmclock_disruptions += 1;
-                found.get_or_insert(Interruption::VmClock);
-            }
-        }
-        if r.vmclock_marker.is_some() {
-            self.vmclock_marker = r.vmclock_marker;
+        if boot_offset.is_some() {
+            self.boot_offset = boot_offset;
         }
         found
     }
@@ -149,5 +170,27 @@ mod tests {
                 vmclock_disruptions: 1
             }
         );
+    }
+
+    /// A value that could not be read at the first reading, and appears
+    /// later, may hide a change: it interrupts (a failure at start must not
+    /// make the first later value a silent baseline).
+    #[test]
+    fn a_value_appearing_late_is_a_change() {
+        let mut s = LocalState::default();
+        assert_eq!(s.observe(&reading(0, None, None)), None);
+        assert_eq!(s.observe(&reading(0, None, None)), None);
+        assert!(matches!(
+            s.observe(&reading(0, Some("tsc"), None)),
+            Some(Interruption::Clocksource { .. })
+        ));
+        assert_eq!(
+            s.observe(&reading(0, Some("tsc"), Some(3))),
+            Some(Interruption::VmClock)
+        );
+        assert_eq!(s.observe(&reading(0, Some("tsc"), Some(3))), None);
+        // The very first reading is the baseline.
+        let mut s = LocalState::default();
+        assert_eq!(s.observe(&reading(0, Some("tsc"), Some(3))), None);
     }
 }

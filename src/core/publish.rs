@@ -78,9 +78,27 @@ pub struct Publication {
 }
 
 impl Publication {
-    /// A publication of `model` alone at `at` (no counters, no sources): for
-    /// writers outside the engine (benches, tests, tools).
+    /// What a stopping agent leaves behind: no model (readers see
+    /// `unknown` at once instead of the last model until it expires).
+    pub fn stopped(at: Steady, offs_boot_ns: i64) -> Publication {
+        Publication::unchecked(at, None, Status::Unknown, offs_boot_ns)
+    }
+
+    /// A publication of `model` alone at `at` (no counters, no sources),
+    /// for tests and benches. Only the engine makes publications with a
+    /// model for the agent: it caps each model's validity at the
+    /// publication grace, which this does not.
+    #[cfg(any(test, feature = "testing"))]
     pub fn bare(
+        at: Steady,
+        model: Option<Model>,
+        status: Status,
+        offs_boot_ns: i64,
+    ) -> Publication {
+        Publication::unchecked(at, model, status, offs_boot_ns)
+    }
+
+    fn unchecked(
         at: Steady,
         model: Option<Model>,
         status: Status,

@@ -52,6 +52,12 @@ pub struct RxStamps {
     pub pair: Option<ClockPair>,
     /// REALTIME sets seen so far (as in [`SentStamps::clock_sets`]).
     pub clock_sets: Option<u64>,
+    /// BOOTTIME − MONOTONIC read after `at`, and the span of its bracket:
+    /// a suspend since the last local reading is caught here, before the
+    /// reply is used (an exchange that straddles a suspend measures too
+    /// short a round trip, and a model from before it is early by the
+    /// sleep).
+    pub boot_offset: Option<(i64, i64)>,
 }
 
 impl RxStamps {
@@ -62,6 +68,7 @@ impl RxStamps {
             kernel: None,
             pair: None,
             clock_sets: None,
+            boot_offset: None,
         }
     }
 }
@@ -186,6 +193,7 @@ mod rx_tests {
             kernel: Some(RefTime(stamp)),
             pair: Some(pair(at + 50, off)),
             clock_sets: sets,
+            boot_offset: None,
         }
     }
 
@@ -279,7 +287,7 @@ mod rx_tests {
             let off_at = |x: i64| if x >= step_at { OFF + step } else { OFF };
             let sets = |x: i64| watcher.then_some(u64::from(x >= step_at && step != 0));
             let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100) };
-            let r = RxStamps { at: Steady(t_recv), kernel: Some(RefTime(arrival as i128 + off_at(arrival))), pair: Some(pair(t_recv + 50, off_at(t_recv + 50))), clock_sets: sets(t_recv + 50) };
+            let r = RxStamps { at: Steady(t_recv), kernel: Some(RefTime(arrival as i128 + off_at(arrival))), pair: Some(pair(t_recv + 50, off_at(t_recv + 50))), clock_sets: sets(t_recv + 50), boot_offset: None };
             let (t4, _) = receive_instant(&s, &r);
             proptest::prop_assert!(t4.0 >= arrival, "t4 {} arrival {}", t4.0, arrival);
         }

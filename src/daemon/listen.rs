@@ -17,9 +17,7 @@ pub fn from_systemd() -> Option<TcpListener> {
     // SAFETY: systemd passes the listening sockets as descriptors 3.. to
     // the process named in LISTEN_PID (checked above); we take ownership of
     // the first, once, and nothing else in this process uses descriptor 3.
-    let std_listener = unsafe {
-        <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(3)
-    };
+    let std_listener = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(3) };
     std_listener.set_nonblocking(true).ok()?;
     TcpListener::from_std(std_listener).ok()
 }
@@ -40,7 +38,7 @@ pub async fn bind_retrying(
                 return Some(l);
             }
             Err(e) => {
-                if tries % 12 == 0 {
+                if tries.is_multiple_of(12) {
                     tracing::warn!(
                         "HTTP: cannot listen on {addr}: {e}; shared memory is published all the same, retrying every 5 s"
                     );

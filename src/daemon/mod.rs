@@ -44,7 +44,13 @@ pub async fn run(
     let (pump, resolved_rx) = pump::Pump::new(&opts, shared.clone(), tx, shm);
     let pump = tokio::spawn(pump.run(rx, resolved_rx, stop_rx.clone()));
     let notify = tokio::spawn(notify::notify_loop(shared.clone(), stop_rx.clone()));
-    let router = crate::http::router(shared.clone(), opts.http_hosts.clone());
+    let mut hosts = opts.http_hosts.clone();
+    if let Some(a) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        if !a.ip().is_unspecified() {
+            hosts.push(a.ip().to_string());
+        }
+    }
+    let router = crate::http::router(shared.clone(), hosts);
     let listen_addr = opts.listen;
     let mut http_stop = stop_rx.clone();
     let http_counts = shared.http.clone();
@@ -86,7 +92,9 @@ pub fn signals() -> impl Future<Output = ()> {
             if h.recv().await.is_none() {
                 break;
             }
-            tracing::info!("SIGHUP: nothing to reload in place (restart skewd to apply config changes)");
+            tracing::info!(
+                "SIGHUP: nothing to reload in place (restart skewd to apply config changes)"
+            );
         }
     });
     async move {

@@ -72,7 +72,7 @@ pub fn send(states: &[State]) {
 /// The watchdog interval systemd expects pings within, if it is on for us.
 pub fn watchdog() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok() {
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {
             return None;
         }

@@ -41,7 +41,14 @@ pub struct Pump {
     clocksource: clock::ClocksourceFile,
     /// Whether the segment is being published (for health and metrics).
     shm_state: Option<ShmState>,
+    /// When to try again to create a segment that could not be created
+    /// (a full tmpfs, a missing directory, another agent holding it).
+    shm_retry: Option<std::time::Instant>,
+    vmclock_default: bool,
 }
+
+/// How often the agent tries again to create its segment.
+const SHM_RETRY: Duration = Duration::from_secs(5);
 
 /// Watch the VMClock page at `path` if it exists (or was named).
 fn open_vmclock(path: &Path, named: bool) -> Option<VmClock> {
@@ -122,6 +129,8 @@ impl Pump {
                 publishing: shm_created,
                 problem: (!shm_created).then(|| "could not be created (see the log)".into()),
             }),
+            shm_retry: (!shm_created).then(|| std::time::Instant::now() + SHM_RETRY),
+            vmclock_default,
         };
         (pump, resolved_rx)
     }
@@ -149,18 +158,20 @@ impl Pump {
 
     /// Write the publication to the segment and show it to the readers.
     fn publish(&mut self, p: &Publication) {
-        if let (Some(w), Some(st)) = (&mut self.shm, &mut self.shm_state) {
-            let (ok, problem) = match w.publish(p) {
-                Health::Ok => (true, None),
-                Health::Restored => {
+        self.retry_shm();
+        if let Some(st) = &mut self.shm_state {
+            let (ok, problem) = match self.shm.as_mut().map(|w| w.publish(p)) {
+                None => (false, st.problem.clone()),
+                Some(Health::Ok) => (true, None),
+                Some(Health::Restored) => {
                     tracing::warn!("the shared-memory segment {} had been shrunk: restored (a reader mapping it may have faulted)", st.path.display());
                     (true, None)
                 }
-                Health::Recreated => {
+                Some(Health::Recreated) => {
                     tracing::warn!("the shared-memory segment {} had been removed or replaced: created again (readers must reopen it)", st.path.display());
                     (true, None)
                 }
-                Health::Failed(why) => (false, Some(why)),
+                Some(Health::Failed(why)) => (false, Some(why)),
             };
             if st.problem != problem {
                 if let Some(why) = &problem {
@@ -180,6 +191,33 @@ impl Pump {
             publication: p.clone(),
         };
         self.shared.set(snap);
+    }
+
+    /// Try again (every SHM_RETRY) to create a segment that could not be
+    /// created at start.
+    fn retry_shm(&mut self) {
+        let (Some(at), Some(st)) = (self.shm_retry, &mut self.shm_state) else {
+            return;
+        };
+        if std::time::Instant::now() < at {
+            return;
+        }
+        match crate::shm::Writer::create(&st.path) {
+            Ok(mut w) => {
+                w.set_vmclock_default(self.vmclock_default);
+                tracing::info!("shared-memory segment {} created", st.path.display());
+                self.shm = Some(w);
+                self.shm_retry = None;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if st.problem.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("shared memory: {why} (trying again every {SHM_RETRY:?})");
+                }
+                st.problem = Some(why);
+                self.shm_retry = Some(std::time::Instant::now() + SHM_RETRY);
+            }
+        }
     }
 
     /// Read the host's clocks and hand them to the engine.
@@ -288,6 +326,7 @@ impl Pump {
                         kernel: msg.kernel_stamp,
                         pair: Some(msg.after),
                         clock_sets: self.clock_sets.as_mut().map(|w| w.poll()),
+                        boot_offset: Some(clock::boot_offset()),
                     };
                     let id = SourceId(msg.slot);
                     match self.engine.handle_reply(id, &msg.bytes[..msg.len], &stamps) {
@@ -309,7 +348,7 @@ impl Pump {
         // Readers see at once that nobody publishes any more, rather than
         // after the grace.
         let now = clock::raw();
-        let stopped = Publication::bare(now, None, crate::core::model::Status::Unknown, clock::boot_offset().0);
+        let stopped = Publication::stopped(now, clock::boot_offset().0);
         self.publish(&stopped);
     }
 }

@@ -184,6 +184,23 @@ pub fn abandon_mid_write(s: &Segment) {
     s.generation.store(g | 1, Ordering::Release);
 }
 
+/// Give the segment file (now `len` bytes long) exactly SEGMENT_SIZE
+/// allocated bytes. Allocating grows the file only when the blocks exist
+/// (a sparse file on a full tmpfs would fault, SIGBUS, on the first touch
+/// through a mapping, the agent's or a reader's), so a failure leaves a
+/// shorter file that readers refuse as truncated.
+fn allocate(f: &std::fs::File, len: u64) -> std::io::Result<()> {
+    // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    if len > SEGMENT_SIZE as u64 {
+        f.set_len(SEGMENT_SIZE as u64)?;
+    }
+    Ok(())
+}
+
 /// The agent's segment: a mapped file, and a write lock on `<segment>.lock`
 /// for the writer's whole life (released by the kernel when the process
 /// dies), so exactly one writer publishes to a segment. The lock file is
@@ -236,16 +253,7 @@ impl Writer {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(io)?;
-        if meta.len() != SEGMENT_SIZE as u64 {
-            f.set_len(SEGMENT_SIZE as u64).map_err(io)?;
-        }
-        // Allocate the blocks now: a sparse file on a full tmpfs would fault
-        // (SIGBUS) on the first store through the mapping instead.
-        // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t) };
-        if rc != 0 {
-            return Err(io(std::io::Error::from_raw_os_error(rc)));
-        }
+        allocate(&f, meta.len()).map_err(io)?;
         // SAFETY: the file is SEGMENT_SIZE bytes long, allocated, and only
         // this process writes it (we hold its lock; mode 0644, owned by the
         // agent's user); other processes only read through atomics, so a
@@ -307,7 +315,9 @@ impl Writer {
             }
             _ => {
                 if let Err(e) = self.recreate() {
-                    return Health::Failed(format!("the segment was removed or replaced, and cannot be created again: {e}"));
+                    return Health::Failed(format!(
+                        "the segment was removed or replaced, and cannot be created again: {e}"
+                    ));
                 }
                 health = Health::Recreated;
             }
@@ -317,14 +327,7 @@ impl Writer {
     }
 
     fn restore(&self) -> std::io::Result<()> {
-        self.file.set_len(SEGMENT_SIZE as u64)?;
-        // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
-        let rc = unsafe {
-            libc::posix_fallocate(self.file.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t)
-        };
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
+        allocate(&self.file, 0)?;
         // The shrunk pages read as zeros again: start a clean generation.
         reset(
             self.seg(),
@@ -338,12 +341,9 @@ impl Writer {
 
     fn recreate(&mut self) -> std::io::Result<()> {
         let f = open_ours(&self.path, 0o644)?;
-        f.set_len(SEGMENT_SIZE as u64)?;
-        // SAFETY: posix_fallocate on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_SIZE as libc::off_t) };
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        allocate(&f, f.metadata()?.len())?;
         // SAFETY: as in `create`: SEGMENT_SIZE bytes, allocated, written only
         // by this process (we hold the lock, the file is ours).
         let map = unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f)? };

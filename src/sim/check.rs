@@ -10,24 +10,61 @@ use crate::core::select::select;
 use crate::core::time::{Interval, Steady, NS_PER_S};
 
 impl World<'_> {
+    /// Whether `t` holds true time (`truth`, the world's leap-free-less
+    /// UTC-based instant) on both timescales.
+    fn contains_truth(&self, t: &read::TimeInterval, truth: crate::core::time::RefTime) -> bool {
+        let truth_utc = match (self.leap_true, self.sc.leap) {
+            (Some(at), Some(l)) if l.happens && truth.0 >= at => truth.0 - NS_PER_S,
+            _ => truth.0,
+        };
+        let leapfree_truth = truth.0 + self.leapfree_offset;
+        let holds = |lo: i64, hi: i64, t: i128| lo as i128 <= t && t <= hi as i128;
+        holds(t.utc.earliest.0, t.utc.latest.0, truth_utc)
+            && holds(t.leapfree.earliest.0, t.leapfree.latest.0, leapfree_truth)
+    }
+
     pub(super) fn check(&mut self, x: i64) {
         let now = Steady(x);
         let truth = self.truth(x);
-        // What an app reads: the segment, through the one read function.
-        let read = crate::shm::reader::view(&self.segment)
-            .ok()
-            .and_then(|(view, _)| {
-                let anchor = view.model.map(|h| h.anchor)?;
-                let exact = || crate::shm::reader::model(&self.segment);
-                let reading = Reading {
-                    at: now,
-                    extra_ns: 0,
-                };
-                read::interval(&view, reading, exact, read::unclamped)
-                    .ok()
-                    .map(|t| (t, anchor))
-            });
-        let status = read.map_or(self.engine.status_at(now), |(t, _)| t.status);
+        // What an app reads: the segment, through the one read function,
+        // with the default (strict) reader's suspend check.
+        let (view, env) = match crate::shm::reader::view(&self.segment) {
+            Ok(v) => v,
+            Err(_) => {
+                self.stats.read_errors += 1;
+                self.last_check = None;
+                return;
+            }
+        };
+        let exact = || crate::shm::reader::model(&self.segment);
+        let read_at =
+            |extra_ns| read::interval(&view, Reading { at: now, extra_ns }, exact, read::unclamped);
+        let mismatch = (self.boot_offset - env.offs_boot).abs();
+        let read = if mismatch > crate::clock::SUSPEND_TOLERANCE_NS {
+            // The strict reader refuses (the host slept since the write);
+            // a fast reader would have taken this interval.
+            self.stats.refused_suspended += 1;
+            if let Ok(t) = read_at(0) {
+                if !self.contains_truth(&t, truth) {
+                    self.stats.fast_only_violations += 1;
+                }
+            }
+            Err(Status::Disrupted)
+        } else {
+            match read_at(mismatch) {
+                Ok(t) => Ok(t),
+                Err(read::ReadError::NoModel(s)) => Err(s),
+                Err(_) => {
+                    self.stats.read_errors += 1;
+                    Err(Status::Unknown)
+                }
+            }
+        };
+        let anchor = view.model.map(|h| h.anchor);
+        let status = match &read {
+            Ok(t) => t.status,
+            Err(s) => *s,
+        };
         if self.last_status != Some(status) {
             self.stats.transitions.push((x, status));
             self.last_status = Some(status);
@@ -40,20 +77,13 @@ impl World<'_> {
                 self.stats.detection_delay_ns = Some(x - fault);
             }
         }
-        let Some((t, anchor)) = read else {
+        let (Ok(t), Some(anchor)) = (read, anchor) else {
             self.last_check = None;
             return;
         };
         self.stats.intervals += 1;
         self.stats.by_status[status as usize] += 1;
-        let truth_utc = match (self.leap_true, self.sc.leap) {
-            (Some(at), Some(l)) if l.happens && truth.0 >= at => truth.0 - NS_PER_S,
-            _ => truth.0,
-        };
-        let leapfree_truth = truth.0 + self.leapfree_offset;
-        let holds = |lo: i64, hi: i64, t: i128| lo as i128 <= t && t <= hi as i128;
-        let ok = holds(t.utc.earliest.0, t.utc.latest.0, truth_utc)
-            && holds(t.leapfree.earliest.0, t.leapfree.latest.0, leapfree_truth);
+        let ok = self.contains_truth(&t, truth);
         if !ok {
             self.stats.violations += 1;
             if matches!(status, Status::Synchronized | Status::FreeRunning) {

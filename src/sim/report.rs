@@ -45,6 +45,12 @@ pub struct Report {
     pub steps_detected: u64,
     /// Replies whose kernel stamp the core refused (a set in between).
     pub kernel_stamp_fallbacks: u64,
+    /// Reads the strict reader refused (the host slept since the write).
+    pub refused_suspended: u64,
+    /// Of those, how many a fast reader would have got wrong.
+    pub fast_only_violations: u64,
+    /// Segment reads that failed other than for want of a model.
+    pub read_errors: u64,
     /// Outside the assumptions: whether every seed detected the fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detected: Option<bool>,
@@ -99,6 +105,9 @@ pub fn report(sc: &Scenario, runs: &[RunStats]) -> Report {
         steps_injected: runs.iter().map(|r| r.steps_injected).sum(),
         steps_detected: runs.iter().map(|r| r.steps_detected).sum(),
         kernel_stamp_fallbacks: runs.iter().map(|r| r.kernel_stamp_fallbacks).sum(),
+        refused_suspended: runs.iter().map(|r| r.refused_suspended).sum(),
+        fast_only_violations: runs.iter().map(|r| r.fast_only_violations).sum(),
+        read_errors: runs.iter().map(|r| r.read_errors).sum(),
         detected: outside.then(|| runs.iter().all(|r| r.detection_delay_ns.is_some())),
         worst_detection_delay_ns: if outside {
             runs.iter().filter_map(|r| r.detection_delay_ns).max()

@@ -167,6 +167,12 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     s.events = vec![(H, LocalEvent::Suspend(600 * S))];
     v.push(s);
 
+    // Short suspends every ~2 min (1 ms to 3 s): many land while a request
+    // is in flight, or between a reply and the next local reading.
+    let mut s = base("suspend_storm", honest(4), long);
+    s.events = vec![(H / 4, LocalEvent::SuspendStorm(120 * S, 3 * S))];
+    v.push(s);
+
     let mut s = base("clocksource_switch", honest(4), long);
     s.events = vec![(H, LocalEvent::ClocksourceSwitch(40.0))];
     v.push(s);

@@ -236,8 +236,14 @@ pub enum LocalEvent {
     /// of a random size up to +-the second value (ns), for the rest of the run.
     RealtimeStepStorm(i64, i64),
     /// Suspend: RAW freezes for this long (ns); the shell detects it
-    /// (BOOTTIME - MONOTONIC changed) and interrupts the engine.
+    /// (BOOTTIME - MONOTONIC changed) at its next local reading, or at the
+    /// next reply (each reply carries the boot offset read with it).
     Suspend(i64),
+    /// Suspends at random instants, about this many ns apart, each of a
+    /// random length between 1 ms and the second value (ns, log-uniform),
+    /// for the rest of the run: many land while an exchange is in flight
+    /// or between a reply and the next local reading.
+    SuspendStorm(i64, i64),
     /// VM pause: every guest clock freezes for this long (ns); undetectable
     /// locally.
     VmPause(i64),
@@ -337,4 +343,13 @@ pub struct RunStats {
     pub by_status: [u64; 4],
     /// Replies whose kernel stamp the core refused (a set in between).
     pub kernel_stamp_fallbacks: u64,
+    /// Reads the default (strict) reader refused: the host slept since the
+    /// segment was written.
+    pub refused_suspended: u64,
+    /// Of those, how many a fast reader (no suspend check) would have got
+    /// wrong (the documented price of `Clock::open_fast`).
+    pub fast_only_violations: u64,
+    /// Segment reads that failed other than for want of a model (mid-write,
+    /// unrepresentable).
+    pub read_errors: u64,
 }

@@ -104,7 +104,7 @@ pub struct World<'a> {
     pub(super) last_check: Option<(Steady, Steady, i128)>,
     /// BOOTTIME − MONOTONIC as the host would report it (grows across a
     /// suspend).
-    boot_offset: i64,
+    pub(super) boot_offset: i64,
     /// The clocksource's name (changes on a switch).
     clocksource: u32,
     pub(super) stats: RunStats,
@@ -449,6 +449,7 @@ impl<'a> World<'a> {
             kernel: w.sc.stamps.kernel.then_some(kernel),
             pair: w.sc.stamps.kernel.then(|| w.pair(at)),
             clock_sets: w.sets(),
+            boot_offset: Some((w.boot_offset, 0)),
         };
         if self.rng.chance(self.sc.net.replay) && !self.replay_buf.is_empty() {
             let i = self.rng.below(self.replay_buf.len() as u64) as usize;
@@ -490,10 +491,18 @@ impl<'a> World<'a> {
                 self.seg.t0 += d as i128;
                 if matches!(e, LocalEvent::Suspend(_)) {
                     // BOOTTIME went on while MONOTONIC stood still: the
-                    // agent's next reading shows it.
+                    // agent's next local reading (within REFRESH) or the
+                    // next reply shows it.
                     self.boot_offset += d;
-                    self.refresh(x);
                 }
+            }
+            LocalEvent::SuspendStorm(mean, max) => {
+                let lo = 1e6f64.ln();
+                let hi = (max.max(1_000_000) as f64).ln();
+                let d = (lo + self.rng.unit() * (hi - lo)).exp() as i64;
+                self.local(x, LocalEvent::Suspend(d));
+                let next = x + 1 + self.exp(mean);
+                self.push(next, Kind::Local(e));
             }
             LocalEvent::ClocksourceSwitch(ppm) => {
                 self.seg = self.seg.rebased(x);
