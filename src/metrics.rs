@@ -243,8 +243,14 @@ pub fn render(snap: &Snapshot, now: Steady, http: Option<&crate::serve::Counts>)
         counter(
             &mut reg,
             "skewd_http_connections_refused",
-            "HTTP connections closed on accept (over the connection caps)",
+            "HTTP connections closed on accept (over the per-peer cap, or every slot busy)",
             http.refused.load(Relaxed),
+        );
+        counter(
+            &mut reg,
+            "skewd_http_connections_evicted",
+            "Idle HTTP connections closed to make room for a new one (at the connection cap)",
+            http.evicted.load(Relaxed),
         );
     }
     family(

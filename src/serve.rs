@@ -3,23 +3,29 @@
 //! peers that are not on loopback, where every local client shares one
 //! address), a timeout on reading a request's headers (which also closes
 //! idle keep-alive connections), a small header buffer, and an accept loop
-//! that survives running out of descriptors. Requests are served by the
-//! axum router (`crate::http`).
+//! that survives running out of descriptors.
+//!
+//! At the cap, a new connection evicts the connection that has been idle
+//! (no request being served) the longest, instead of being refused: a user
+//! holding every slot with idle or half-sent requests loses the oldest one
+//! to each newcomer, so honest clients are still served during the flood.
+//! Requests are served by the axum router (`crate::http`).
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// What one server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections open at once; more are closed on accept.
+    /// Connections open at once; at the cap the longest-idle one is closed
+    /// for a newcomer (or the newcomer, when every one is busy).
     pub max_connections: usize,
     /// Connections from one non-loopback address.
     pub max_per_peer: usize,
@@ -45,11 +51,75 @@ impl Default for Limits {
 #[derive(Debug, Default)]
 pub struct Counts {
     /// Open now.
-    pub open: std::sync::atomic::AtomicU64,
-    /// Closed on accept (over a cap).
-    pub refused: std::sync::atomic::AtomicU64,
+    pub open: AtomicU64,
+    /// Closed on accept (over the per-peer cap, or at the total cap with
+    /// every connection busy).
+    pub refused: AtomicU64,
+    /// Idle connections closed to make room for a newcomer.
+    pub evicted: AtomicU64,
     /// `accept` failures (out of descriptors, ...).
-    pub accept_errors: std::sync::atomic::AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+/// One open connection, as the accept loop sees it.
+#[derive(Debug)]
+struct Conn {
+    /// A request is being served.
+    busy: Arc<AtomicBool>,
+    /// Since when it has been idle (accepted, or its last response).
+    idle_since: Arc<Mutex<Instant>>,
+    /// Close it.
+    kill: Arc<Notify>,
+}
+
+/// The open connections, by id.
+#[derive(Debug, Default)]
+struct Table {
+    next: u64,
+    conns: HashMap<u64, Conn>,
+}
+
+impl Table {
+    /// Close the connection idle the longest; whether there was one.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.busy.load(Relaxed))
+            .min_by_key(|(_, c)| *c.idle_since.lock().unwrap_or_else(|e| e.into_inner()))
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| self.conns.remove(&id)) {
+            Some(c) => {
+                c.kill.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A slot for a new connection: free, or made free by evicting the
+/// longest-idle connection (which lets go of its permit as it closes).
+async fn admit(
+    total: &Arc<Semaphore>,
+    table: &Mutex<Table>,
+    counts: &Counts,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = total.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    let evicted = table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .evict_oldest_idle();
+    if !evicted {
+        return None;
+    }
+    counts.evicted.fetch_add(1, Relaxed);
+    tokio::time::timeout(Duration::from_millis(200), total.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 /// Serve `router` on `listener` until `stop` changes.
@@ -60,9 +130,9 @@ pub async fn serve(
     counts: Arc<Counts>,
     mut stop: watch::Receiver<bool>,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let total = Arc::new(Semaphore::new(limits.max_connections));
+    let total = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let peers: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let table: Arc<Mutex<Table>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -81,25 +151,46 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         while tasks.try_join_next().is_some() {}
-        let Ok(permit) = total.clone().try_acquire_owned() else {
-            counts.refused.fetch_add(1, Relaxed);
-            continue; // dropped: closed at once
-        };
         let ip = peer.ip();
         let counted = !ip.is_loopback();
         if counted {
-            let mut p = peers.lock().unwrap_or_else(|e| e.into_inner());
-            let n = p.entry(ip).or_default();
-            if *n >= limits.max_per_peer {
+            let p = peers.lock().unwrap_or_else(|e| e.into_inner());
+            if p.get(&ip).copied().unwrap_or(0) >= limits.max_per_peer {
                 counts.refused.fetch_add(1, Relaxed);
-                continue;
+                continue; // dropped: closed at once
             }
-            *n += 1;
+        }
+        let Some(permit) = admit(&total, &table, &counts).await else {
+            counts.refused.fetch_add(1, Relaxed);
+            continue;
+        };
+        if counted {
+            *peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(ip)
+                .or_default() += 1;
         }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let peers = peers.clone();
-        let counts = counts.clone();
+        let busy = Arc::new(AtomicBool::new(false));
+        let idle_since = Arc::new(Mutex::new(Instant::now()));
+        let kill = Arc::new(Notify::new());
+        let id = {
+            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+            t.next += 1;
+            let id = t.next;
+            t.conns.insert(
+                id,
+                Conn {
+                    busy: busy.clone(),
+                    idle_since: idle_since.clone(),
+                    kill: kill.clone(),
+                },
+            );
+            id
+        };
+        let service = tracked(router.clone(), busy, idle_since);
+        let (peers, table, counts) = (peers.clone(), table.clone(), counts.clone());
         counts.open.fetch_add(1, Relaxed);
         tasks.spawn(async move {
             let mut b = hyper::server::conn::http1::Builder::new();
@@ -107,7 +198,16 @@ pub async fn serve(
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .keep_alive(true);
-            let _ = b.serve_connection(TokioIo::new(stream), service).await;
+            let conn = b.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = kill.notified() => {}
+            }
+            table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .conns
+                .remove(&id);
             counts.open.fetch_sub(1, Relaxed);
             if counted {
                 let mut p = peers.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,4 +227,31 @@ pub async fn serve(
     })
     .await;
     tasks.abort_all();
+}
+
+/// The router as a hyper service that marks its connection busy while a
+/// request is served, and idle from when its response is ready.
+fn tracked(
+    router: Router,
+    busy: Arc<AtomicBool>,
+    idle_since: Arc<Mutex<Instant>>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<
+        Output = Result<axum::response::Response, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    use tower::ServiceExt;
+    hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (router, busy, idle_since) = (router.clone(), busy.clone(), idle_since.clone());
+        busy.store(true, Relaxed);
+        async move {
+            let res = router.oneshot(req.map(axum::body::Body::new)).await;
+            *idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            busy.store(false, Relaxed);
+            res
+        }
+    })
 }

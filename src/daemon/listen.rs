@@ -53,13 +53,34 @@ pub async fn bind_retrying(
     }
 }
 
-/// Raise the soft limit on open descriptors to the hard limit: the HTTP
-/// server's connection cap must never starve the pump of descriptors.
-pub fn raise_fd_limit() {
+/// Descriptors kept for everything but HTTP connections: the clocks, the
+/// segment and its lock, the NTP sockets (two per server, 64 servers at
+/// most), state files, the notify socket, the runtime's own.
+pub const RESERVED_FDS: u64 = 256;
+
+/// Raise the soft limit on open descriptors to the hard limit, and return
+/// how many HTTP connections fit beside [`RESERVED_FDS`] (at most
+/// `wanted`): the HTTP server must never starve the pump of descriptors,
+/// whatever limit the agent was started under.
+pub fn raise_fd_limit(wanted: usize) -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
-            tracing::warn!("cannot raise the descriptor limit from {soft} to {hard}");
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => soft = hard,
+            Err(e) => {
+                tracing::warn!("cannot raise the descriptor limit from {soft} to {hard}: {e}")
+            }
         }
     }
+    let room = soft.saturating_sub(RESERVED_FDS).max(16);
+    let n = wanted.min(usize::try_from(room).unwrap_or(usize::MAX));
+    if n < wanted {
+        tracing::warn!(
+            "descriptor limit {soft}: HTTP takes at most {n} connections (raise LimitNOFILE= for {wanted})"
+        );
+    }
+    n
 }

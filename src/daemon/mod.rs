@@ -31,7 +31,8 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    listen::raise_fd_limit();
+    let mut limits = crate::serve::Limits::default();
+    limits.max_connections = listen::raise_fd_limit(limits.max_connections);
     let shared = Shared::new();
     tracing::info!(
         "skewd {} ({} sources: {})",
@@ -64,7 +65,7 @@ pub async fn run(
                 "serving http://{}",
                 l.local_addr().map_or(listen_addr, |a| a)
             );
-            crate::serve::serve(l, router, Default::default(), http_counts, http_stop).await;
+            crate::serve::serve(l, router, limits, http_counts, http_stop).await;
         }
     });
     shutdown.await;

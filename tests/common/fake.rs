@@ -24,6 +24,11 @@ pub struct FakeSpec {
     /// Walk the NTP era: the first reply is (2^31 - 10^8) s ahead of the
     /// host clock, every later one twice that (the review's attack).
     pub era_walk: bool,
+    /// Forged datagrams per second sent from this server's address to the
+    /// last client it heard from (an off-path spoofer who read the
+    /// client's port in /proc/net/udp): mode-3 packets, replies to no
+    /// request of the client's, bad versions, short datagrams.
+    pub forge_per_s: u32,
 }
 
 impl FakeSpec {
@@ -35,6 +40,7 @@ impl FakeSpec {
             root_dispersion: 0,
             garbage: false,
             era_walk: false,
+            forge_per_s: 0,
         }
     }
 }
@@ -45,6 +51,7 @@ pub struct FakeServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    forger: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeServer {
@@ -55,6 +62,13 @@ impl FakeServer {
         let addr = sock.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
+        let last_peer: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+        let forger = (spec.forge_per_s > 0).then(|| {
+            let sock = sock.try_clone().unwrap();
+            let (stop, peer) = (stop.clone(), last_peer.clone());
+            std::thread::spawn(move || forge(&sock, &stop, &peer, spec.forge_per_s))
+        });
+        let heard = last_peer.clone();
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             let mut rng = 0x1234_5678_9abc_def0u64 ^ addr.port() as u64;
@@ -63,6 +77,7 @@ impl FakeServer {
                 let Ok((n, peer)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
+                *heard.lock().unwrap() = Some(peer);
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
@@ -120,14 +135,56 @@ impl FakeServer {
             addr,
             stop,
             thread: Some(thread),
+            forger,
         }
+    }
+}
+
+/// Send `per_s` forged datagrams a second to the last peer heard from.
+fn forge(
+    sock: &UdpSocket,
+    stop: &AtomicBool,
+    peer: &std::sync::Mutex<Option<SocketAddr>>,
+    per_s: u32,
+) {
+    let gap = Duration::from_secs(1) / per_s;
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let to = *peer.lock().unwrap();
+        if let Some(to) = to {
+            i += 1;
+            let now = NtpTimestamp::from_ref(RefTime(realtime_ns()));
+            let mut p = Packet::server_reply(
+                NtpTimestamp(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                RefTime(realtime_ns()),
+            );
+            let bytes = match i % 4 {
+                0 => {
+                    // A client request (mode 3) carrying the current time.
+                    p.mode = 3;
+                    p.transmit = now;
+                    p.serialize().to_vec()
+                }
+                1 => p.serialize().to_vec(), // a reply to no request of ours
+                2 => {
+                    p.version = 1;
+                    p.serialize().to_vec()
+                }
+                _ => p.serialize()[..20].to_vec(),
+            };
+            let _ = sock.send_to(&bytes, to);
+        }
+        std::thread::sleep(gap);
     }
 }
 
 impl Drop for FakeServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.forger.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
     }

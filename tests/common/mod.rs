@@ -172,6 +172,21 @@ pub fn start_agent_in(
     env: &[(&str, std::ffi::OsString)],
 ) -> (Agent, SocketAddr) {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    start_agent_cmd(dir, tag, listen, servers, extra, &mut |c| {
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+    })
+}
+
+/// [`start_agent_in`] on `listen`, with `tweak` applied to the command
+/// before it starts (environment, limits); waits at most 10 s for HTTP.
+pub fn start_agent_cmd(
+    dir: TempDir,
+    tag: &str,
+    listen: SocketAddr,
+    servers: &[SocketAddr],
+    extra: &[&str],
+    tweak: &mut dyn FnMut(&mut Command),
+) -> (Agent, SocketAddr) {
     let mut cmd = Command::new(skewd_bin());
     cmd.arg("run")
         .arg("--listen")
@@ -183,8 +198,8 @@ pub fn start_agent_in(
     for s in servers {
         cmd.arg("--server").arg(s.to_string());
     }
+    tweak(&mut cmd);
     cmd.args(extra)
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.join("log")).unwrap()));
