@@ -1,7 +1,7 @@
 //! Runs every named scenario over many seeds and prints one JSON object per
 //! scenario per line.
 //!
-//! `cargo run --release --example simulate -- --json [--seeds N] [--hours H] [--only NAME]`
+//! `cargo run --release --features sim --example simulate -- --json [--seeds N] [--hours H] [--only NAME]`
 
 use skewd::sim::scenarios::{all, report, run_seeds};
 

@@ -410,6 +410,60 @@ fn publishes_with_its_http_port_taken() {
     assert!(agent.stop().unwrap().success());
 }
 
+/// Socket activation: systemd (here the test) binds the port and passes
+/// it as descriptor 3 with `LISTEN_FDS`/`LISTEN_PID`; the agent serves on
+/// it and binds nothing itself.
+#[test]
+fn serves_on_a_socket_passed_by_systemd() {
+    use std::os::fd::AsRawFd;
+    let servers = honest_fakes(&["127.0.0.84", "127.0.0.85", "127.0.0.86"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    let dir = temp_dir("activated");
+    // The agent is told to listen elsewhere: the passed socket wins.
+    let elsewhere = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(skewd_bin())
+        .args(["run", "--poll", "1s", "--listen", &elsewhere])
+        .arg("--shm")
+        .arg(dir.join("clock"))
+        .arg("--state-dir")
+        .arg(&*dir);
+    for s in addrs_of(&servers) {
+        cmd.arg("--server").arg(s.to_string());
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut agent = Guard {
+        child: cmd.spawn().unwrap(),
+        name: "activated".into(),
+    };
+    drop(listener); // the agent holds its copy
+    assert!(
+        wait_until(Duration::from_secs(15), || get(addr, "/healthz")
+            .is_some_and(|r| r.0 == 200)),
+        "not serving on the passed socket: {}",
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
+    assert!(
+        std::net::TcpStream::connect(elsewhere.as_str()).is_err(),
+        "bound its own port too"
+    );
+    assert!(agent.stop().unwrap().success());
+}
+
 /// 600 long `/v1/wait` requests at once: `/healthz` and `/metrics` still
 /// answer, every time. On the old `main` waits took every slot and 74 of
 /// 75 health probes got 503.

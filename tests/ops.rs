@@ -219,6 +219,8 @@ fn systemd_unit_verifies_and_is_sandboxed() {
         "RuntimeDirectory=skewd",
         "RuntimeDirectoryPreserve=yes",
         "StateDirectory=skewd",
+        "LimitNOFILE=",
+        "MemoryMax=",
     ] {
         assert!(unit.contains(k), "{k} missing");
     }
@@ -233,16 +235,23 @@ fn systemd_unit_verifies_and_is_sandboxed() {
         unit.replace("/usr/local/bin/skewd", env!("CARGO_BIN_EXE_skewd")),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !err.contains(&*path.display().to_string()),
-        "verify: {err}"
-    );
+    // The optional socket unit beside it (socket activation of the HTTP
+    // port).
+    let socket = dir.join("skewd.socket");
+    std::fs::copy(format!("{ROOT}/systemd/skewd.socket"), &socket).unwrap();
+    for unit in [&path, &socket] {
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(unit)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !err.contains(&*dir.display().to_string()),
+            "verify {}: {err}",
+            unit.display()
+        );
+    }
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--threshold=20"])
         .arg(&path)

@@ -10,6 +10,7 @@ command -v chronyd >/dev/null 2>&1 || need+=(chrony)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tests/run.sh: installing ${need[*]}"
@@ -31,14 +32,9 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-# The packages' own daemons must not run during the tests (they would bind
-# ports and, for chronyd, try to discipline the clock). Stop only those that
-# the package install itself started.
-for svc in chrony prometheus prometheus-node-exporter; do
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl stop "$svc" || true
-  fi
-done
+# The tests never stop, start or reconfigure a service of the host: a
+# chronyd or Prometheus already running keeps running; the tests use their
+# own loopback addresses and ports beside it.
 
 export SKEWD_REQUIRE_PEERS=1
 export CARGO_TERM_COLOR=never

@@ -1,5 +1,5 @@
 //! The per-scenario report printed by
-//! `cargo run --release --example simulate -- --json`, and running seeds.
+//! `cargo run --release --features sim --example simulate -- --json`, and running seeds.
 
 use super::spec::{RunStats, Scenario};
 use super::world::run;

@@ -1,4 +1,4 @@
-//! Named scenarios, run by `cargo run --release --example simulate -- --json`
+//! Named scenarios, run by `cargo run --release --features sim --example simulate -- --json`
 //! and (fewer seeds) by `tests/simulation.rs`.
 
 pub use super::report::{report, run_seeds, Report};
