@@ -184,9 +184,13 @@ impl ClocksourceFile {
         ClocksourceFile(std::fs::File::open(CLOCKSOURCE).ok())
     }
 
-    /// The current clocksource, if it could be read.
-    pub fn read(&self) -> Option<String> {
+    /// The current clocksource, if it could be read (a file that could not
+    /// be opened before is opened again first).
+    pub fn read(&mut self) -> Option<String> {
         use std::os::unix::fs::FileExt;
+        if self.0.is_none() {
+            self.0 = std::fs::File::open(CLOCKSOURCE).ok();
+        }
         let f = self.0.as_ref()?;
         let mut buf = [0u8; 64];
         let n = f.read_at(&mut buf, 0).ok()?;

@@ -119,9 +119,10 @@ pub struct FileConfig {
     pub kernel_timestamps: Option<bool>,
     /// Allow `listen` on a non-loopback address.
     pub allow_remote_http: Option<bool>,
-    /// Host header values the HTTP API accepts besides loopback names and
-    /// addresses (and the listen address): the names clients use to reach
-    /// it. Anything else is refused (a DNS-rebinding page in a browser).
+    /// Host names the HTTP API accepts besides addresses, `localhost` and
+    /// this host's own name: the names clients use to reach it (a DNS
+    /// alias a scraper uses, say). Any other name is refused with 421 (a
+    /// DNS-rebinding page in a browser).
     #[serde(default)]
     pub http_hosts: Vec<String>,
     /// The hypervisor's VMClock page, watched for its disruption marker

@@ -49,7 +49,11 @@ fn budget(r: Router<Arc<Shared>>, limit: usize, timeout: Duration) -> Router<Arc
 /// Host header values accepted besides loopback names and addresses (the
 /// listen address, names the operator configured): a page in a browser
 /// that rebinds a DNS name to 127.0.0.1 must not reach the API.
-pub fn router(shared: Arc<Shared>, hosts: Vec<String>) -> Router {
+///
+/// At most `max_waits` waits are served at once (at most [`MAX_WAITS`]):
+/// waits are never evicted as idle, so they must leave most of the
+/// server's connection slots to everyone else.
+pub fn router(shared: Arc<Shared>, hosts: Vec<String>, max_waits: usize) -> Router {
     let waits = Router::new()
         .route("/v1/wait", get(wait))
         .route("/v1/commit-wait", post(commit_wait));
@@ -59,15 +63,19 @@ pub fn router(shared: Arc<Shared>, hosts: Vec<String>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics));
     let hosts = Arc::new(hosts);
-    budget(waits, MAX_WAITS, MAX_WAIT + Duration::from_secs(5))
-        .merge(budget(quick, MAX_QUICK, Duration::from_secs(5)))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(shared)
-        .layer(axum::middleware::from_fn(move |req, next| {
-            host_check(hosts.clone(), req, next)
-        }))
-        .layer(axum::middleware::from_fn(size_check))
+    budget(
+        waits,
+        max_waits.clamp(1, MAX_WAITS),
+        MAX_WAIT + Duration::from_secs(5),
+    )
+    .merge(budget(quick, MAX_QUICK, Duration::from_secs(5)))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .with_state(shared)
+    .layer(axum::middleware::from_fn(move |req, next| {
+        host_check(hosts.clone(), req, next)
+    }))
+    .layer(axum::middleware::from_fn(size_check))
 }
 
 /// Longest request target answered (414 beyond).
@@ -100,8 +108,10 @@ async fn size_check(req: axum::extract::Request, next: axum::middleware::Next) -
     next.run(req).await
 }
 
-/// Whether `host` (a Host header value, maybe with a port) names this host
-/// by a loopback name or address, or one of `allowed`.
+/// Whether `host` (a Host header value, maybe with a port) is an address
+/// (a page that rebinds a DNS name to this host sends that name, never an
+/// address), a loopback name, or one of `allowed` (the operator's names
+/// and this host's own name).
 pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
@@ -116,9 +126,7 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost"
         || name.ends_with(".localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<std::net::IpAddr>().is_ok()
         || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
 }
 

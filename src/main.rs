@@ -334,29 +334,31 @@ fn print_status(body: &str) -> anyhow::Result<()> {
 }
 
 fn run(mut opts: RunOptions) -> anyhow::Result<()> {
-    skewd::daemon::settle_dirs(&mut opts);
-    // The segment first: exactly one agent may publish to it, and a second
-    // one must stop before touching it or anything else.
-    let shm = match opts.shm_path.as_deref() {
-        Some(path) => match skewd::shm::Writer::create(path) {
-            Ok(w) => {
-                tracing::info!("publishing to shared memory at {}", path.display());
-                Some(w)
-            }
-            Err(e @ skewd::shm::WriterError::Held { .. }) => return Err(e.into()),
-            Err(e) => {
-                tracing::warn!("shared memory disabled: {e}");
-                None
-            }
-        },
-        None => None,
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Signals first: a SIGHUP or SIGTERM during the start must not
+        // kill the agent without a clean stop.
         let shutdown = skewd::daemon::signals();
+        skewd::daemon::settle_dirs(&mut opts);
+        // The segment next: exactly one agent may publish to it, and a
+        // second one must stop before touching it or anything else.
+        let shm = match opts.shm_path.as_deref() {
+            Some(path) => match skewd::shm::Writer::create(path) {
+                Ok(w) => {
+                    tracing::info!("publishing to shared memory at {}", path.display());
+                    Some(w)
+                }
+                Err(e @ skewd::shm::WriterError::Held { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!("shared memory: {e} (trying again every 5 s)");
+                    None
+                }
+            },
+            None => None,
+        };
         let listener = skewd::daemon::listen::from_systemd();
         skewd::daemon::run(opts, shm, listener, shutdown).await
     })

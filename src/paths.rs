@@ -36,6 +36,86 @@ pub fn private_dir(dir: &Path) -> Result<PathBuf, String> {
     Ok(dir.to_path_buf())
 }
 
+/// Resolve `path` (a directory) and check that only `owner`, root, and,
+/// where it says so below, `me` could have put or changed anything along
+/// it; returns the path with every symlink resolved.
+///
+/// - every symlink met on the way (as given) is owned by root or `owner`
+///   (systemd's `DynamicUser=` makes `/var/lib/skewd` a root-owned link);
+/// - every directory from `/` down is owned by root or `owner` and nobody
+///   else can write it, except a root-owned sticky one such as `/tmp`,
+///   where others cannot remove or rename what is not theirs;
+/// - a directory of `owner` (not root) right inside such a shared sticky
+///   directory is trusted only when `owner` is `me`: anyone could have
+///   made it there, so a reader must not take another user's word.
+///
+/// Without this, a user who creates `/tmp/skewd` first (or any directory
+/// the operator names) can swap the agent's segment for one of their own
+/// and give every reader a `synchronized` interval of their choosing.
+pub fn trusted_dir(path: &Path, owner: u32, me: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("current directory: {e}"))?
+            .join(path)
+    };
+    let mut prefix = PathBuf::new();
+    for c in abs.components() {
+        prefix.push(c);
+        let m =
+            std::fs::symlink_metadata(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != owner {
+            return Err(format!(
+                "{} is a symlink owned by uid {}: not following it",
+                prefix.display(),
+                m.uid()
+            ));
+        }
+    }
+    let real = std::fs::canonicalize(&abs).map_err(|e| format!("{}: {e}", abs.display()))?;
+    let mut dir = PathBuf::new();
+    let mut parent_shared = false;
+    for c in real.components() {
+        dir.push(c);
+        let m = std::fs::metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let uid = m.uid();
+        if !m.is_dir() {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        if uid != 0 && uid != owner {
+            return Err(format!(
+                "{} belongs to uid {uid}, who could replace what is below it",
+                dir.display()
+            ));
+        }
+        if uid != 0 && parent_shared && owner != me {
+            return Err(format!(
+                "{} belongs to uid {uid} and sits in a directory anyone can write: anyone could have made it",
+                dir.display()
+            ));
+        }
+        let sticky = m.mode() & libc::S_ISVTX != 0;
+        let shared = m.mode() & 0o022 != 0;
+        if shared && !(sticky && uid == 0) {
+            return Err(format!(
+                "{} can be written by others (mode {:o})",
+                dir.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        parent_shared = shared;
+    }
+    Ok(real)
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The per-user runtime directory for a user who cannot write /run:
 /// `$XDG_RUNTIME_DIR/skewd`, else `$TMPDIR/skewd-$UID/skewd` (only while
 /// `skewd-$UID` is private to us, see [`private_dir`]).
@@ -75,20 +155,21 @@ pub fn find_segment() -> Result<PathBuf, String> {
     }
 }
 
-/// Open `dir/name` for the agent's own state: `dir` must be a real
-/// directory of ours that nobody else can write, and `name` is never
-/// followed through a symlink. In a shared directory another user could
-/// otherwise point the agent (root) at a file of their choosing.
+/// Open `dir/name` for the agent's own state: `dir`, its symlinks resolved,
+/// must pass [`trusted_dir`] and be ours, and `name` is never followed
+/// through a symlink. In a shared directory another user could otherwise
+/// point the agent (root) at a file of their choosing.
 #[cfg(feature = "daemon")]
 pub fn open_state(dir: &Path, name: &str, write: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let m = std::fs::symlink_metadata(dir)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if !m.file_type().is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+    let me = euid();
+    let real = trusted_dir(dir, me, me).map_err(std::io::Error::other)?;
+    let m = std::fs::metadata(&real)?;
+    if m.uid() != me {
         return Err(std::io::Error::other(format!(
-            "{} is not a directory that only uid {me} can write",
-            dir.display()
+            "{} belongs to uid {}, not to this agent (uid {me})",
+            real.display(),
+            m.uid()
         )));
     }
     let mut o = std::fs::OpenOptions::new();
@@ -98,7 +179,7 @@ pub fn open_state(dir: &Path, name: &str, write: bool) -> std::io::Result<std::f
     } else {
         o.read(true);
     }
-    o.open(dir.join(name))
+    o.open(real.join(name))
 }
 
 #[cfg(test)]
@@ -134,6 +215,56 @@ mod tests {
             std::fs::create_dir(&theirs).unwrap();
             std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
             assert!(private_dir(&theirs).is_err());
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Who could have changed a path: owners, modes, sticky shared
+    /// directories, symlinks.
+    #[test]
+    fn trusted_dir_refuses_what_another_user_could_have_changed() {
+        let me = euid();
+        let base = std::env::temp_dir().join(format!("skewd-trust-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let real = std::fs::canonicalize(&base).unwrap();
+        assert_eq!(trusted_dir(&base, me, me).unwrap(), real);
+        // writable by the group: refused
+        let group = base.join("group");
+        std::fs::create_dir(&group).unwrap();
+        std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(trusted_dir(&group, me, me).is_err());
+        // a symlink of ours is followed and resolved
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&base, &link).unwrap();
+        assert_eq!(trusted_dir(&link, me, me).unwrap(), real);
+        if me == 0 {
+            let nobody = 65534;
+            // a symlink planted by another user: refused
+            let theirs = base.join("their-link");
+            std::os::unix::fs::symlink(&base, &theirs).unwrap();
+            std::os::unix::fs::lchown(&theirs, Some(nobody), None).unwrap();
+            assert!(trusted_dir(&theirs, me, me).is_err());
+            // a directory of another user: refused for us
+            let other = base.join("other");
+            std::fs::create_dir(&other).unwrap();
+            std::os::unix::fs::chown(&other, Some(nobody), None).unwrap();
+            assert!(trusted_dir(&other, me, me).is_err());
+            // in a shared sticky directory, their directory is theirs
+            // only to them: a reader (root) must not trust it
+            let sticky = base.join("sticky");
+            std::fs::create_dir(&sticky).unwrap();
+            std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            assert!(trusted_dir(&sticky, me, me).is_ok());
+            let made = sticky.join("skewd");
+            std::fs::create_dir(&made).unwrap();
+            std::os::unix::fs::chown(&made, Some(nobody), None).unwrap();
+            assert!(trusted_dir(&made, nobody, me).is_err());
+            assert!(trusted_dir(&made, nobody, nobody).is_ok());
+            // a shared directory that is not root's: refused even if sticky
+            std::os::unix::fs::chown(&sticky, Some(nobody), None).unwrap();
+            assert!(trusted_dir(&sticky, me, me).is_err());
         }
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -34,7 +34,14 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Bytes buffered for one request's head (hyper's minimum is 8 KiB).
     pub max_header_bytes: usize,
+    /// A response the client does not take (its window stays shut) for
+    /// this long closes the connection.
+    pub write_timeout: Duration,
 }
+
+/// The kernel's send and receive buffers of each connection (it doubles
+/// the value asked for).
+const SOCKET_BUFFER: usize = 16 * 1024;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -43,6 +50,7 @@ impl Default for Limits {
             max_per_peer: 64,
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -172,6 +180,19 @@ pub async fn serve(
                 .or_default() += 1;
         }
         let _ = stream.set_nodelay(true);
+        // Small kernel buffers: a client that pipelines requests and never
+        // reads would otherwise pin megabytes of socket memory per
+        // connection (autotuning), charged to the agent's cgroup.
+        let _ = nix::sys::socket::setsockopt(
+            &stream,
+            nix::sys::socket::sockopt::SndBuf,
+            &SOCKET_BUFFER,
+        );
+        let _ = nix::sys::socket::setsockopt(
+            &stream,
+            nix::sys::socket::sockopt::RcvBuf,
+            &SOCKET_BUFFER,
+        );
         let busy = Arc::new(AtomicBool::new(false));
         let idle_since = Arc::new(Mutex::new(Instant::now()));
         let kill = Arc::new(Notify::new());
@@ -189,7 +210,7 @@ pub async fn serve(
             );
             id
         };
-        let service = tracked(router.clone(), busy, idle_since);
+        let service = tracked(router.clone(), busy.clone(), idle_since);
         let (peers, table, counts) = (peers.clone(), table.clone(), counts.clone());
         counts.open.fetch_add(1, Relaxed);
         tasks.spawn(async move {
@@ -198,10 +219,16 @@ pub async fn serve(
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .keep_alive(true);
-            let conn = b.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = kill.notified() => {}
+            let io = Stalled::new(stream, limits.write_timeout);
+            let conn = b.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            loop {
+                tokio::select! {
+                    _ = &mut conn => break,
+                    // A request that started after the evictor looked is
+                    // served: the newcomer is refused instead.
+                    _ = kill.notified() => if !busy.load(Relaxed) { break },
+                }
             }
             table
                 .lock()
@@ -254,4 +281,86 @@ fn tracked(
             res
         }
     })
+}
+
+/// A connection whose writes fail once one has waited `timeout` for the
+/// client to take data: a reader that never reads cannot hold a
+/// connection, its buffers and a response forever.
+struct Stalled<T> {
+    inner: T,
+    timeout: Duration,
+    since: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> Stalled<T> {
+    fn new(inner: T, timeout: Duration) -> Stalled<T> {
+        Stalled {
+            inner,
+            timeout,
+            since: None,
+        }
+    }
+
+    /// After a write-side poll: clear the clock on progress, start it on
+    /// `Pending`, fail when it has run out.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if r.is_ready() {
+            self.since = None;
+            return r;
+        }
+        let timeout = self.timeout;
+        let t = self
+            .since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match t.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took no data for the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Stalled<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stalled<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, r)
+    }
 }

@@ -31,6 +31,20 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Kernel memory held by TCP sockets on the host (bytes, from
+/// /proc/net/sockstat).
+fn tcp_mem_bytes() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("TCP:"))?.to_owned();
+            let mut w = l.split_whitespace();
+            w.position(|x| x == "mem")?;
+            w.next()?.parse::<u64>().ok()
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
 /// Raise this test process's own soft descriptor limit (it holds the
 /// flood's connections).
 fn raise_own_fd_limit(want: u64) {
@@ -290,6 +304,78 @@ fn connection_floods_leave_publishing_alone() {
         "/healthz answered {answered} of {probes} during the flood"
     );
 
+    // 300 clients pipeline `GET /metrics` and never read (each with a
+    // 4 KiB receive buffer): the agent's socket buffers stay small, and a
+    // response nobody takes for 10 s closes its connection. On the old
+    // `main` 50 such clients pinned 216 MB of socket memory.
+    let tcp_before = tcp_mem_bytes();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = watch(
+        w.shm.clone(),
+        w.http,
+        w.notify.try_clone().unwrap(),
+        stop.clone(),
+    );
+    let mut conns: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let s = TcpStream::connect_timeout(&http, Duration::from_secs(2)).ok()?;
+            let small: libc::c_int = 4096;
+            // SAFETY: setsockopt on a socket we own, with a live c_int.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&small as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+            s.set_nonblocking(true).ok()?;
+            Some(s)
+        })
+        .collect();
+    let req = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(50);
+    let t = Instant::now();
+    let (mut tcp_peak, mut probes, mut answered) = (0, 0, 0);
+    while t.elapsed() < Duration::from_secs(14) {
+        for c in &mut conns {
+            let _ = c.write(req.as_bytes());
+        }
+        tcp_peak = tcp_peak.max(tcp_mem_bytes());
+        probes += 1;
+        if skewd::httpc::request(http, "GET", "/healthz", Duration::from_secs(1))
+            .is_ok_and(|r| r.code == 200)
+        {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let open = metric(http, "skewd_http_connections").unwrap_or(f64::NAN);
+    drop(conns);
+    stop.store(true, Ordering::Relaxed);
+    let reading = seen.join().unwrap();
+    let grew = tcp_peak.saturating_sub(tcp_before);
+    eprintln!(
+        "slow readers: TCP memory +{} kB, {open} connections still open after 14 s, {} reads, {} not synchronized, watchdog gap {:?}, /healthz {answered}/{probes}",
+        grew / 1024,
+        reading.reads,
+        reading.bad.len(),
+        reading.longest_ping_gap
+    );
+    assert!(grew < 64 << 20, "socket memory grew by {} MB", grew >> 20);
+    assert!(open < 100.0, "{open} stalled connections still open");
+    assert!(
+        reading.bad.is_empty(),
+        "{:?}",
+        &reading.bad[..reading.bad.len().min(10)]
+    );
+    assert!(reading.longest_ping_gap < Duration::from_secs(2));
+    assert!(
+        answered * 10 >= probes * 9,
+        "/healthz answered {answered} of {probes}"
+    );
+
     // After the floods: HTTP answers and the model never dropped.
     assert!(wait_until(Duration::from_secs(5), || get(http, "/healthz")
         .is_some_and(|r| r.0 == 200)));
@@ -464,21 +550,13 @@ fn serves_on_a_socket_passed_by_systemd() {
     assert!(agent.stop().unwrap().success());
 }
 
-/// 600 long `/v1/wait` requests at once: `/healthz` and `/metrics` still
-/// answer, every time. On the old `main` waits took every slot and 74 of
-/// 75 health probes got 503.
-#[test]
-fn waits_cannot_starve_health_and_metrics() {
-    let servers = honest_fakes(&["127.0.0.69", "127.0.0.70", "127.0.0.71"]);
-    let (_agent, http) = start_agent("waits", &addrs_of(&servers), &["--poll", "1s"]);
-    assert!(wait_until(Duration::from_secs(15), || get(
-        http, "/healthz"
-    )
-    .is_some_and(|r| r.0 == 200)));
+/// `n` clients repeating long `/v1/wait` requests for 6 s while `/healthz`,
+/// `/metrics` and `/v1/now` are probed: the probes that failed.
+fn probe_under_waits(http: SocketAddr, n: usize) -> (usize, Vec<String>) {
     let far = realtime_ns() + 3600 * 1_000_000_000;
     let stop = Arc::new(AtomicBool::new(false));
-    let (probes, bad) = std::thread::scope(|s| {
-        for _ in 0..600 {
+    std::thread::scope(|s| {
+        for _ in 0..n {
             let stop = stop.clone();
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -507,8 +585,63 @@ fn waits_cannot_starve_health_and_metrics() {
         }
         stop.store(true, Ordering::Relaxed);
         (probes, bad)
-    });
+    })
+}
+
+/// 600 long `/v1/wait` requests at once: `/healthz` and `/metrics` still
+/// answer, every time. On the old `main` waits took every slot and 74 of
+/// 75 health probes got 503.
+#[test]
+fn waits_cannot_starve_health_and_metrics() {
+    let servers = honest_fakes(&["127.0.0.69", "127.0.0.70", "127.0.0.71"]);
+    let (_agent, http) = start_agent("waits", &addrs_of(&servers), &["--poll", "1s"]);
+    assert!(wait_until(Duration::from_secs(15), || get(
+        http, "/healthz"
+    )
+    .is_some_and(|r| r.0 == 200)));
+    let (probes, bad) = probe_under_waits(http, 600);
     eprintln!("{probes} probes under 600 waits: {} failed", bad.len());
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// The same under a hard descriptor limit of 512: the connection cap
+/// shrinks to 256 and the waits' budget with it (to 64), so waits, which
+/// are never evicted as idle, still cannot take every slot.
+#[test]
+fn waits_cannot_starve_health_under_a_low_descriptor_limit() {
+    let servers = honest_fakes(&["127.0.0.96", "127.0.0.97", "127.0.0.98"]);
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (agent, http) = start_agent_cmd(
+        temp_dir("waits-512"),
+        "waits-512",
+        listen,
+        &addrs_of(&servers),
+        &["--poll", "1s"],
+        &mut |c| {
+            // SAFETY: only setrlimit (async-signal-safe), in the child.
+            unsafe {
+                c.pre_exec(|| {
+                    let r = libc::rlimit {
+                        rlim_cur: 512,
+                        rlim_max: 512,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+                    Ok(())
+                });
+            }
+        },
+    );
+    assert!(wait_until(Duration::from_secs(15), || get(
+        http, "/healthz"
+    )
+    .is_some_and(|r| r.0 == 200)));
+    let log = std::fs::read_to_string(agent.dir.join("log")).unwrap();
+    assert!(log.contains("HTTP takes at most 256 connections"), "{log}");
+    let (probes, bad) = probe_under_waits(http, 300);
+    eprintln!(
+        "{probes} probes under 300 waits, 512 descriptors: {} failed",
+        bad.len()
+    );
     assert!(bad.is_empty(), "{bad:?}");
 }
 
@@ -550,6 +683,35 @@ fn a_truncated_segment_is_restored_not_a_crash() {
     let log = std::fs::read_to_string(agent.dir.join("log")).unwrap();
     assert!(log.contains("had been shrunk"), "{log}");
     assert!(log.contains("removed or replaced"), "{log}");
+    // The segment and its lock file removed: the agent locks a new one, so
+    // a second agent started then still finds the segment held.
+    std::fs::remove_file(&shm).unwrap();
+    std::fs::remove_file(agent.dir.join("clock.lock")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let second_log = agent.dir.join("second.log");
+    let mut second = Guard {
+        child: Command::new(skewd_bin())
+            .args(["run", "--server", "127.0.0.1:9", "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--shm")
+            .arg(&shm)
+            .arg("--state-dir")
+            .arg(&*agent.dir)
+            .stderr(std::fs::File::create(&second_log).unwrap())
+            .spawn()
+            .unwrap(),
+        name: "second".into(),
+    };
+    let exited = wait_until(Duration::from_secs(5), || {
+        second.child.try_wait().ok().flatten().is_some()
+    });
+    let err = std::fs::read_to_string(&second_log).unwrap_or_default();
+    assert!(exited, "a second agent runs on the same segment: {err}");
+    let status = second.child.wait().unwrap();
+    assert!(
+        !status.success() && err.contains("held by another skewd"),
+        "{err}"
+    );
     assert!(agent.stop().unwrap().success());
 }
 
@@ -691,13 +853,22 @@ fn symlinked_paths_are_refused() {
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let shm = shared.join("clock");
     std::os::unix::fs::symlink(&secret, &shm).unwrap();
+    // Planted by another user (as root here: give them away).
+    let plant = |p: &Path| {
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::lchown(p, Some(65534), Some(65534)).unwrap();
+        }
+    };
+    plant(&shm);
     let state = dir.join("state");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::os::unix::fs::symlink(&secret, state.join("drift")).unwrap();
+    std::os::unix::fs::symlink(&secret, state.join("drift.json")).unwrap();
+    plant(&state.join("drift.json"));
     // A state directory that is itself a link is refused too.
     let linked_state = shared.join("state");
     std::os::unix::fs::symlink(&state, &linked_state).unwrap();
+    plant(&linked_state);
     let servers = honest_fakes(&["127.0.0.78", "127.0.0.79", "127.0.0.80"]);
     for (tag, state_dir) in [("symlinks-a", &state), ("symlinks-b", &linked_state)] {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -744,8 +915,8 @@ fn symlinked_paths_are_refused() {
     }
 }
 
-/// Small things a neighbour can do: SIGHUP (a closed terminal, `systemctl
-/// reload`) is logged, not fatal; a page that rebinds a DNS name to
+/// Small things a neighbour can do: SIGHUP (a closed terminal, `kill
+/// -HUP`) is logged, not fatal; a page that rebinds a DNS name to
 /// 127.0.0.1 gets 421, not the API; wrong methods, long targets and long
 /// headers get JSON errors; `check-config` refuses more servers than the
 /// agent would open sockets for.
@@ -803,8 +974,20 @@ fn signals_host_checks_and_json_errors() {
         )),
         431,
     );
-    // Loopback names and the listen address are fine.
-    for host in ["localhost", "127.0.0.1", &http.to_string(), "[::1]:9469"] {
+    // Addresses, loopback names and this host's name are fine.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    for host in [
+        "localhost",
+        "127.0.0.1",
+        &http.to_string(),
+        "[::1]:9469",
+        "10.1.2.3:9469",
+        &hostname,
+        &format!("{}:9469", hostname.to_uppercase()),
+    ] {
         let (code, _) = raw(&format!(
             "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         ));
@@ -832,4 +1015,154 @@ fn signals_host_checks_and_json_errors() {
     assert!(!out.status.success(), "5 000 servers accepted");
     assert!(err.contains("at most"), "{}", &err[..err.len().min(500)]);
     assert!(agent.stop().unwrap().success());
+}
+
+/// As root, act as `nobody` (the tests below need two users).
+fn as_nobody() -> bool {
+    if unsafe { libc::geteuid() } != 0 || !need("setpriv") {
+        eprintln!("SKIPPED: needs root and setpriv to act as another user");
+        return false;
+    }
+    true
+}
+
+/// A user makes the segment's directory before the agent (`/tmp/skewd`,
+/// say, when the operator chose a path in a shared directory) and runs an
+/// agent of their own there against servers an hour ahead. The root agent
+/// refuses the directory and says so; a reader refuses the planted segment
+/// instead of reading a `synchronized` interval an hour off. On the old
+/// `main` the reader printed it.
+#[test]
+fn a_segment_another_user_planted_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !as_nobody() {
+        return;
+    }
+    let honest = honest_fakes(&["127.0.0.87", "127.0.0.88", "127.0.0.89"]);
+    let ahead: Vec<FakeServer> = ["127.0.0.90", "127.0.0.91", "127.0.0.92"]
+        .iter()
+        .map(|ip| {
+            FakeServer::start(
+                ip,
+                FakeSpec {
+                    offset_ns: 3600 * 1_000_000_000,
+                    ..FakeSpec::honest()
+                },
+            )
+        })
+        .collect();
+    let base = temp_dir("planted");
+    let shared = base.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let theirs = shared.join("skewd");
+    let their_state = base.join("their-state");
+    for d in [&theirs, &their_state] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shm = theirs.join("clock");
+    // Their agent first.
+    let their_http = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(skewd_bin())
+        .args(["run", "--poll", "1s", "--listen", &their_http])
+        .arg("--shm")
+        .arg(&shm)
+        .arg("--state-dir")
+        .arg(&their_state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(base.join("their.log")).unwrap());
+    for s in addrs_of(&ahead) {
+        cmd.arg("--server").arg(s.to_string());
+    }
+    let _theirs = Guard {
+        child: cmd.spawn().unwrap(),
+        name: "nobody-agent".into(),
+    };
+    let their_http: SocketAddr = their_http.parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || get(their_http, "/healthz")
+            .is_some_and(|r| r.0 == 200)),
+        "their agent: {}",
+        std::fs::read_to_string(base.join("their.log")).unwrap_or_default()
+    );
+    // Ours, told to publish at the same path.
+    let ours_dir = temp_dir("planted-ours");
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (mut ours, http) = start_agent_cmd(
+        ours_dir,
+        "planted-ours",
+        listen,
+        &addrs_of(&honest),
+        &["--poll", "1s", "--shm", shm.to_str().unwrap()],
+        &mut |_| {},
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || get(http, "/healthz")
+            .is_some_and(|(code, body)| code == 503
+                && body.contains("not published")
+                && body.contains("uid 65534"))),
+        "{:?}",
+        get(http, "/healthz")
+    );
+    // Readers refuse the planted segment, whoever's agent is right.
+    match Clock::open(&shm) {
+        Err(e) => assert!(e.to_string().contains("not trusting"), "{e}"),
+        Ok(c) => panic!("read a planted segment: {:?}", c.now()),
+    }
+    let out = Command::new(skewd_bin())
+        .args(["now", "--shm"])
+        .arg(&shm)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "skewd now read it: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(ours.stop().unwrap().success());
+}
+
+/// systemd's `DynamicUser=` makes the state directory a root-owned symlink
+/// (`/var/lib/skewd` -> `private/skewd`): the agent must follow that one
+/// and save its drift file there.
+#[test]
+fn a_state_dir_behind_a_root_owned_link_is_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let servers = honest_fakes(&["127.0.0.93", "127.0.0.94", "127.0.0.95"]);
+    let base = temp_dir("dynamicuser");
+    let private = base.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let real = private.join("skewd");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = base.join("skewd");
+    std::os::unix::fs::symlink("private/skewd", &link).unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (mut agent, http) = start_agent_cmd(
+        temp_dir("dynamicuser-agent"),
+        "dynamicuser",
+        listen,
+        &addrs_of(&servers),
+        &["--poll", "1s", "--state-dir", link.to_str().unwrap()],
+        &mut |_| {},
+    );
+    assert!(
+        wait_until(Duration::from_secs(25), || get_json(http, "/v1/status")
+            ["frequency_bound_ppm"]
+            .as_f64()
+            .is_some_and(|b| b < 200.0)),
+        "no rate evidence"
+    );
+    assert!(agent.stop().unwrap().success());
+    assert!(
+        real.join("drift.json").exists(),
+        "{}",
+        std::fs::read_to_string(agent.dir.join("log")).unwrap_or_default()
+    );
 }

@@ -41,17 +41,14 @@ pub async fn run(
         opts.servers.join(", ")
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    let (pump, resolved_rx) = pump::Pump::new(&opts, shared.clone(), tx, shm);
-    let pump = tokio::spawn(pump.run(rx, resolved_rx, stop_rx.clone()));
+    let pump = spawn_pump(opts.clone(), shared.clone(), shm, stop_rx.clone())?;
     let notify = tokio::spawn(notify::notify_loop(shared.clone(), stop_rx.clone()));
-    let mut hosts = opts.http_hosts.clone();
-    if let Some(a) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
-        if !a.ip().is_unspecified() {
-            hosts.push(a.ip().to_string());
-        }
-    }
-    let router = crate::http::router(shared.clone(), hosts);
+    // Waits take at most a quarter of the connection slots.
+    let router = crate::http::router(
+        shared.clone(),
+        opts.http_hosts.clone(),
+        limits.max_connections / 4,
+    );
     let listen_addr = opts.listen;
     let mut http_stop = stop_rx.clone();
     let http_counts = shared.http.clone();
@@ -78,10 +75,37 @@ pub async fn run(
     Ok(())
 }
 
+/// The engine pump on a thread and runtime of its own, with its sockets:
+/// however busy the HTTP server is (a flood of clients on the shared
+/// runtime), publishing to shared memory waits only for the CPU. Resolves
+/// when the pump has stopped (or died).
+fn spawn_pump(
+    opts: RunOptions,
+    shared: std::sync::Arc<Shared>,
+    shm: Option<Writer>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("skewd-pump".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let (tx, rx) = tokio::sync::mpsc::channel(256);
+                let (pump, resolved_rx) = pump::Pump::new(&opts, shared, tx, shm);
+                pump.run(rx, resolved_rx, stop).await;
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
+}
+
 /// SIGTERM or SIGINT. Install it first thing in the runtime: READY goes out
 /// from a spawned task, and a SIGTERM that lands before the handler exists
 /// would kill the process without STOPPING=1 or the drift file saved.
-/// SIGHUP (a closed terminal, `systemctl reload`) is logged and ignored:
+/// SIGHUP (a closed terminal, `kill -HUP`) is logged and ignored:
 /// there is nothing to reload in place; config changes need a restart.
 pub fn signals() -> impl Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};

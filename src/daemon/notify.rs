@@ -27,25 +27,29 @@ pub enum State {
     Status(String),
 }
 
-/// The socket and its address, opened at the first notification.
+/// The socket and its address, opened at the first notification that
+/// finds a descriptor free (a failure is not remembered: the next
+/// notification tries again). Non-blocking: a systemd that does not read
+/// must not stall the runtime thread that pings it.
 fn socket() -> Option<&'static (UnixDatagram, std::os::unix::net::SocketAddr)> {
-    static SOCKET: OnceLock<Option<(UnixDatagram, std::os::unix::net::SocketAddr)>> =
-        OnceLock::new();
-    SOCKET
-        .get_or_init(|| {
-            let path = std::env::var_os("NOTIFY_SOCKET")?;
-            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
-            let addr = match bytes.strip_prefix(b"@") {
-                Some(name) => {
-                    use std::os::linux::net::SocketAddrExt;
-                    std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?
-                }
-                None => std::os::unix::net::SocketAddr::from_pathname(&path).ok()?,
-            };
-            let sock = UnixDatagram::unbound().ok()?;
-            Some((sock, addr))
-        })
-        .as_ref()
+    static SOCKET: OnceLock<(UnixDatagram, std::os::unix::net::SocketAddr)> = OnceLock::new();
+    if let Some(s) = SOCKET.get() {
+        return Some(s);
+    }
+    let path = std::env::var_os("NOTIFY_SOCKET")?;
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?
+        }
+        None => std::os::unix::net::SocketAddr::from_pathname(&path).ok()?,
+    };
+    let sock = UnixDatagram::unbound().ok()?;
+    sock.set_nonblocking(true).ok()?;
+    // Another thread may have won: theirs is kept, ours closed.
+    let _ = SOCKET.set((sock, addr));
+    SOCKET.get()
 }
 
 /// Send `states` (nothing without `$NOTIFY_SOCKET`).

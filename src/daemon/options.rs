@@ -27,9 +27,9 @@ pub struct RunOptions {
     pub dispersion_aged_by_server: Vec<bool>,
     /// HTTP listen address.
     pub listen: SocketAddr,
-    /// Host header values HTTP accepts besides loopback names and
-    /// addresses (DNS-rebinding protection): the listen address and the
-    /// configured `http_hosts`.
+    /// Host names HTTP accepts besides addresses and `localhost`
+    /// (DNS-rebinding protection): this host's name and the configured
+    /// `http_hosts`.
     pub http_hosts: Vec<String>,
     /// Shared-memory segment path (`None`: not published).
     pub shm_path: Option<PathBuf>,
@@ -107,9 +107,15 @@ impl RunOptions {
             );
         }
         let listen: SocketAddr = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?;
+        // Addresses are always accepted; names are the operator's and this
+        // host's own (what a scraper on another host is likely to send).
         let mut http_hosts = file.http_hosts.clone();
-        if !listen.ip().is_unspecified() {
-            http_hosts.push(listen.ip().to_string());
+        if let Ok(h) = nix::unistd::gethostname() {
+            let h = h.to_string_lossy().to_ascii_lowercase();
+            if let Some((short, _)) = h.split_once('.') {
+                http_hosts.push(short.to_owned());
+            }
+            http_hosts.push(h);
         }
         Ok(RunOptions {
             http_hosts,

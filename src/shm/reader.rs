@@ -27,6 +27,15 @@ pub enum ShmError {
         /// Cause.
         cause: std::io::Error,
     },
+    /// Another user could have put the file there or changed it (see
+    /// [`crate::paths::trusted_dir`]): its interval proves nothing.
+    #[error("not trusting {path}: {why}")]
+    Untrusted {
+        /// Path.
+        path: String,
+        /// Why.
+        why: String,
+    },
     /// The file is shorter than the layout.
     #[error("segment is truncated: {0} bytes, need {SEGMENT_SIZE}")]
     Truncated(u64),
@@ -218,6 +227,44 @@ pub fn decode(s: &Segment) -> Result<Decoded, ShmError> {
     })
 }
 
+/// Whether the segment at `path` (opened, with `meta`) can only have been
+/// written by its owner: a regular file nobody else can write, owned by
+/// root or by the owner of a directory chain that passes
+/// [`crate::paths::trusted_dir`] for that owner and this reader. A segment
+/// another user planted (in `/tmp/skewd`, say, made before the agent)
+/// would give a `synchronized` interval of their choosing.
+fn trusted(path: &Path, meta: &std::fs::Metadata) -> Result<(), ShmError> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| ShmError::Untrusted {
+        path: path.display().to_string(),
+        why,
+    };
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "others can write it (mode {:o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    let (owner, me) = (meta.uid(), crate::paths::euid());
+    let link = std::fs::symlink_metadata(path).map_err(|e| refuse(e.to_string()))?;
+    if link.file_type().is_symlink() && link.uid() != 0 && link.uid() != owner {
+        return Err(refuse(format!("a symlink owned by uid {}", link.uid())));
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| refuse(e.to_string()))?;
+    // The directories as named (their symlinks), then where the file is.
+    for p in [path, real.as_path()] {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        crate::paths::trusted_dir(dir, owner, me).map_err(refuse)?;
+    }
+    Ok(())
+}
+
 /// A read-only mapping of the agent's segment.
 #[derive(Debug)]
 pub struct Reader {
@@ -232,7 +279,9 @@ impl Reader {
             cause,
         };
         let f = std::fs::File::open(path).map_err(open_err)?;
-        let len = f.metadata().map_err(open_err)?.len();
+        let meta = f.metadata().map_err(open_err)?;
+        trusted(path, &meta)?;
+        let len = meta.len();
         if len < SEGMENT_SIZE as u64 {
             return Err(ShmError::Truncated(len));
         }

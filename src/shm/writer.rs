@@ -30,6 +30,15 @@ pub enum WriterError {
         /// The holder, as it wrote itself into the lock file (0: unknown).
         pid: u64,
     },
+    /// The directory could have been changed by another user (see
+    /// [`crate::paths::trusted_dir`]): readers could be handed their file.
+    #[error("{path}: not publishing here: {why}")]
+    Untrusted {
+        /// The segment.
+        path: String,
+        /// Which directory, and why.
+        why: String,
+    },
     /// The file could not be created, locked, sized or mapped.
     #[error("{path}: {cause}")]
     Io {
@@ -184,6 +193,26 @@ pub fn abandon_mid_write(s: &Segment) {
     s.generation.store(g | 1, Ordering::Release);
 }
 
+/// Create the segment's directory if missing (0755), and check that no
+/// other user could change anything along it.
+fn prepare_dir(path: &Path) -> Result<(), WriterError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|cause| WriterError::Io {
+        path: path.display().to_string(),
+        cause,
+    })?;
+    let me = crate::paths::euid();
+    crate::paths::trusted_dir(dir, me, me)
+        .map(|_| ())
+        .map_err(|why| WriterError::Untrusted {
+            path: path.display().to_string(),
+            why,
+        })
+}
+
 /// Give the segment file (now `len` bytes long) exactly SEGMENT_SIZE
 /// allocated bytes. Allocating grows the file only when the blocks exist
 /// (a sparse file on a full tmpfs would fault, SIGBUS, on the first touch
@@ -212,7 +241,7 @@ pub struct Writer {
     file: std::fs::File,
     path: std::path::PathBuf,
     /// Holds the lock.
-    _lock: std::fs::File,
+    lock: std::fs::File,
     /// The VMClock marker published is the one of `/dev/vmclock0`.
     vmclock_default: bool,
     epoch: u64,
@@ -244,9 +273,7 @@ impl Writer {
             path: path.display().to_string(),
             cause,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
+        prepare_dir(path)?;
         let lock = take_lock(path)?;
         let f = open_ours(path, 0o644).map_err(io)?;
         let meta = f.metadata().map_err(io)?;
@@ -265,7 +292,7 @@ impl Writer {
             map,
             file: f,
             path: path.to_path_buf(),
-            _lock: lock,
+            lock,
             vmclock_default: false,
             epoch,
         };
@@ -301,6 +328,9 @@ impl Writer {
     /// only the agent's own user and root can shrink it.
     pub fn publish(&mut self, p: &Publication) -> Health {
         use std::os::unix::fs::MetadataExt;
+        if let Err(why) = self.keep_lock() {
+            return Health::Failed(why);
+        }
         let mut health = Health::Ok;
         let ours = self.file.metadata();
         let named = std::fs::symlink_metadata(&self.path);
@@ -326,6 +356,29 @@ impl Writer {
         health
     }
 
+    /// Make sure `<segment>.lock` is still the file we hold locked: if it
+    /// was removed (with the segment, say), a second agent could lock a
+    /// new one and both would write. Lock a new one ourselves; if another
+    /// agent already has, stop writing.
+    fn keep_lock(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let ours = self.lock.metadata().map_err(|e| e.to_string())?;
+        let named = std::fs::symlink_metadata(lock_path(&self.path));
+        if named.is_ok_and(|n| n.ino() == ours.ino() && n.dev() == ours.dev()) {
+            return Ok(());
+        }
+        if let Err(e) = prepare_dir(&self.path) {
+            return Err(e.to_string());
+        }
+        match take_lock(&self.path) {
+            Ok(l) => {
+                self.lock = l;
+                Ok(())
+            }
+            Err(e) => Err(format!("the segment's lock file was replaced: {e}")),
+        }
+    }
+
     fn restore(&self) -> std::io::Result<()> {
         allocate(&self.file, 0)?;
         // The shrunk pages read as zeros again: start a clean generation.
@@ -340,6 +393,7 @@ impl Writer {
     }
 
     fn recreate(&mut self) -> std::io::Result<()> {
+        prepare_dir(&self.path).map_err(|e| std::io::Error::other(e.to_string()))?;
         let f = open_ours(&self.path, 0o644)?;
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
@@ -387,10 +441,14 @@ fn open_ours(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
 /// The lock next to the segment: an open-file-description write lock on
 /// `<path>.lock` (it conflicts even within one process, and dies with the
 /// holder). The holder writes its pid into the file, to be named.
-fn take_lock(path: &Path) -> Result<std::fs::File, WriterError> {
+fn lock_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
-    let lock_path = std::path::PathBuf::from(name);
+    std::path::PathBuf::from(name)
+}
+
+fn take_lock(path: &Path) -> Result<std::fs::File, WriterError> {
+    let lock_path = lock_path(path);
     let io = |cause| WriterError::Io {
         path: lock_path.display().to_string(),
         cause,

@@ -188,13 +188,14 @@ pub fn start_agent_cmd(
     tweak: &mut dyn FnMut(&mut Command),
 ) -> (Agent, SocketAddr) {
     let mut cmd = Command::new(skewd_bin());
-    cmd.arg("run")
-        .arg("--listen")
-        .arg(listen.to_string())
-        .arg("--shm")
-        .arg(dir.join("clock"))
-        .arg("--state-dir")
-        .arg(&dir);
+    cmd.arg("run").arg("--listen").arg(listen.to_string());
+    // The agent's directory, unless the test names others in `extra`.
+    if !extra.contains(&"--shm") {
+        cmd.arg("--shm").arg(dir.join("clock"));
+    }
+    if !extra.contains(&"--state-dir") {
+        cmd.arg("--state-dir").arg(&dir);
+    }
     for s in servers {
         cmd.arg("--server").arg(s.to_string());
     }
