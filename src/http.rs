@@ -58,9 +58,12 @@ pub fn router(shared: Arc<Shared>, hosts: Vec<String>, max_waits: usize) -> Rout
         .route("/v1/wait", get(wait))
         .route("/v1/commit-wait", post(commit_wait));
     let quick = Router::new()
+        .route("/", get(crate::page::index))
         .route("/v1/now", get(now))
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/livez", get(livez))
         .route("/metrics", get(metrics));
     let hosts = Arc::new(hosts);
     budget(
@@ -159,7 +162,7 @@ async fn method_not_allowed() -> Response {
 
 async fn overloaded(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
-        error(StatusCode::REQUEST_TIMEOUT, "request took too long")
+        error(StatusCode::SERVICE_UNAVAILABLE, "request took too long")
     } else {
         error(StatusCode::SERVICE_UNAVAILABLE, "overloaded, try again")
     }
@@ -172,7 +175,7 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/now, /v1/status, /v1/wait, /v1/commit-wait, /healthz, /metrics",
+        "no such endpoint; see / (status page), /v1/now, /v1/status, /v1/wait, /v1/commit-wait, /livez, /readyz (/healthz), /metrics",
     )
 }
 
@@ -245,6 +248,30 @@ async fn now(State(s): State<Arc<Shared>>) -> Json<NowJson> {
     Json(NowJson::now(&s.get()))
 }
 
+/// The engine must have published within this for `/livez` (it refreshes
+/// every 0.5 s).
+pub const LIVE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Liveness: the engine is publishing (whatever the status). A failure
+/// here means restart the agent; `/readyz` (also `/healthz`) says whether
+/// its interval is worth using.
+async fn livez(State(s): State<Arc<Shared>>) -> Response {
+    let snap = s.get();
+    let age = clock::raw().since(snap.publication.at);
+    if age.0 >= 0 && age.0 <= LIVE_WITHIN.as_nanos() as i128 {
+        Json(json!({ "live": true, "last_publication_ns_ago": clamp_i64(age.0) })).into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the engine has not published for {:.1} s",
+                age.0 as f64 / 1e9
+            ),
+        )
+    }
+}
+
+/// Readiness: synchronized, and publishing to shared memory.
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     let snap = s.get();
     let st = NowJson::now(&snap).status;
@@ -430,9 +457,28 @@ fn wait_params(q: &HashMap<String, String>) -> Result<WaitParams, BadRequest> {
     })
 }
 
+/// A wait that did not succeed: 409 (generic clients retry 408 and 503
+/// by themselves; asking again at once would not help), with why, the
+/// status and the error bound at the last read.
 fn timeout_response(e: WaitError) -> Response {
     match e {
-        WaitError::Timeout { .. } => error(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+        WaitError::Timeout { status, epsilon_ns } => {
+            let why = if crate::wait::usable(status) {
+                "not surely past before the timeout"
+            } else {
+                "no usable interval (unknown or disrupted) before the timeout"
+            };
+            (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": format!("{why}: {e}"),
+                    "reached": false,
+                    "status": status.as_str(),
+                    "epsilon_ns": epsilon_ns,
+                })),
+            )
+                .into_response()
+        }
         WaitError::Read(never) => match never {},
     }
 }

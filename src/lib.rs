@@ -39,6 +39,8 @@ pub mod leaps;
 pub mod metrics;
 #[cfg(feature = "daemon")]
 pub mod net;
+#[cfg(feature = "daemon")]
+pub mod page;
 pub mod paths;
 #[cfg(feature = "daemon")]
 pub mod serve;

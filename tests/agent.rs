@@ -100,8 +100,8 @@ fn unreachable_servers_keep_it_serving() {
     );
     let (code, _) = request(http, "POST", "/v1/commit-wait?timeout_ms=200").unwrap();
     assert_eq!(
-        code, 408,
-        "commit-wait without a model must time out, not hang"
+        code, 409,
+        "commit-wait without a model must end with 409, not hang"
     );
     // A clean stop on SIGTERM.
     let status = agent.stop().expect("exits");
@@ -347,11 +347,11 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
     let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
     let odd: Vec<&(u16, String)> = answers
         .iter()
-        .filter(|a| ![0, 408, 503].contains(&a.0))
+        .filter(|a| ![0, 409, 503].contains(&a.0))
         .collect();
     let shed = codes.iter().filter(|c| **c == 503).count();
-    let timed_out = codes.iter().filter(|c| **c == 408).count();
-    eprintln!("{n} requests: {timed_out} timed out (408), {shed} shed (503)");
+    let timed_out = codes.iter().filter(|c| **c == 409).count();
+    eprintln!("{n} requests: {timed_out} did not succeed (409), {shed} shed (503)");
     // Code 0: the client could not connect in 2 s (the kernel's accept
     // queue, with hundreds of connections at once on 2 cores); not an answer.
     let unanswered = codes.iter().filter(|c| **c == 0).count();
@@ -359,7 +359,7 @@ fn load_beyond_the_concurrency_limit_is_shed_not_queued() {
     assert_eq!(
         shed + timed_out + unanswered,
         n,
-        "only 408 and 503 expected; also got {odd:?}"
+        "only 409 and 503 expected; also got {odd:?}"
     );
     assert!(unanswered <= n / 20, "{unanswered} connections failed");
     assert_eq!(

@@ -568,7 +568,7 @@ fn probe_under_waits(http: SocketAddr, n: usize) -> (usize, Vec<String>) {
                     );
                     // A client told 503 comes back a little later (a
                     // tight loop would measure CPU starvation, not slots).
-                    if !r.is_ok_and(|r| r.code == 408) {
+                    if !r.is_ok_and(|r| r.code == 409) {
                         std::thread::sleep(Duration::from_millis(100));
                     }
                 }
