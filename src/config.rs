@@ -22,6 +22,9 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// The config file every command reads when it exists (`--config`
+/// overrides it).
+pub const DEFAULT_CONFIG: &str = "/etc/skewd/skewd.toml";
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 pub use crate::paths::{DEFAULT_SHM, DEFAULT_STATE_DIR};
@@ -431,4 +434,20 @@ mod tests {
         assert_eq!(e.assumptions.phi_hw, Rate::from_ppm(100));
         assert_eq!(e.assumptions.wander, Rate::from_ppb(5));
     }
+}
+
+/// What `n` servers tolerate, in words (and a warning when it is fragile).
+pub fn tolerance(n: usize) -> String {
+    let f = crate::core::select::tolerated_faults(n);
+    let need = 2 * f + 1;
+    let spare = n.saturating_sub(need);
+    let mut s = format!(
+        "{n} servers: up to {f} may be wrong (lying) without a wrong interval; `synchronized` needs {need} answering and agreeing, so it survives {spare} unreachable"
+    );
+    if n < 4 || spare == 0 {
+        s.push_str(&format!(
+            "\nwarning: with {n} servers one server down leaves `synchronized` (free_running, /readyz 503); use an even number, 4 or more (4 tolerate one liar or one outage)"
+        ));
+    }
+    s
 }

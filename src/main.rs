@@ -19,17 +19,36 @@ use std::time::Duration;
     about = "Tells the programs on this host what time it surely is"
 )]
 struct Cli {
+    /// Config file, for the agent and every command [default:
+    /// /etc/skewd/skewd.toml when it exists]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// The config every command starts from: `--config`, else the default
+/// file when it exists, else the built-in defaults.
+fn load_config(
+    explicit: Option<&std::path::Path>,
+) -> anyhow::Result<(FileConfig, Option<PathBuf>)> {
+    let path = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let d = PathBuf::from(skewd::config::DEFAULT_CONFIG);
+            d.exists().then_some(d)
+        }
+    };
+    match path {
+        Some(p) => Ok((FileConfig::load(&p)?, Some(p))),
+        None => Ok((FileConfig::default(), None)),
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the agent.
+    /// Run the agent (flags override the config file).
     Run {
-        /// TOML config file (flags override it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// NTP server HOST:PORT (repeatable); default: the public pool.
         #[arg(long = "server", value_name = "HOST:PORT")]
         servers: Vec<String>,
@@ -75,9 +94,10 @@ enum Cmd {
         /// JSON output.
         #[arg(long)]
         json: bool,
-        /// The agent's HTTP address.
-        #[arg(long, default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        /// The agent's HTTP address [default: `listen` from the config,
+        /// else 127.0.0.1:9469]
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Return once UNIX_NS (UTC, or leap-free with --leapfree) is surely in
     /// the past.
@@ -105,10 +125,10 @@ enum Cmd {
         #[command(flatten)]
         from: Segment,
     },
-    /// Validate a config file.
+    /// Validate a config file and say what it tolerates.
     CheckConfig {
-        /// The file.
-        file: PathBuf,
+        /// The file [default: --config, else /etc/skewd/skewd.toml]
+        file: Option<PathBuf>,
     },
 }
 
@@ -126,8 +146,10 @@ struct Segment {
 }
 
 impl Segment {
-    fn open(self, mode: Mode) -> anyhow::Result<Clock> {
-        let path = match self.shm {
+    /// Open `--shm`, else the config's `shm_path`, else where the agent
+    /// puts it by default.
+    fn open(self, mode: Mode, cfg: &FileConfig) -> anyhow::Result<Clock> {
+        let path = match self.shm.or_else(|| cfg.shm_path.clone()) {
             Some(p) => p,
             None => skewd::paths::find_segment().map_err(anyhow::Error::msg)?,
         };
@@ -178,22 +200,22 @@ fn get(
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.cmd {
-        Cmd::CheckConfig { file } => {
-            let cfg = FileConfig::load(&file)?;
-            let e = cfg.engine_config();
-            println!(
-                "{}: ok ({} servers, poll {} s, phi_hw {} ppm, D {} ppb/s)",
-                file.display(),
-                cfg.server.len(),
-                e.poll.poll.0 as f64 / 1e9,
-                e.assumptions.phi_hw.as_ppm_f64(),
-                e.assumptions.wander.0 as f64 / 1e3
+    if let Cmd::CheckConfig { file } = &cli.cmd {
+        let Some(file) = file.clone().or(cli.config.clone()).or_else(|| {
+            let d = PathBuf::from(skewd::config::DEFAULT_CONFIG);
+            d.exists().then_some(d)
+        }) else {
+            anyhow::bail!(
+                "no config file: give one, or --config (the default {} does not exist)",
+                skewd::config::DEFAULT_CONFIG
             );
-            Ok(ExitCode::SUCCESS)
-        }
+        };
+        return check_config(&file);
+    }
+    let (cfg, cfg_path) = load_config(cli.config.as_deref())?;
+    match cli.cmd {
+        Cmd::CheckConfig { .. } => unreachable!("handled above"),
         Cmd::Run {
-            config,
             servers,
             listen,
             shm,
@@ -204,10 +226,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             servers_age_dispersion,
         } => {
             init_logging();
-            let mut file = match &config {
-                Some(p) => FileConfig::load(p)?,
-                None => FileConfig::default(),
-            };
+            match &cfg_path {
+                Some(p) => tracing::info!("config: {}", p.display()),
+                None => tracing::info!(
+                    "no config file ({} does not exist): built-in defaults and flags",
+                    skewd::config::DEFAULT_CONFIG
+                ),
+            }
+            let mut file = cfg;
             if no_kernel_timestamps {
                 file.kernel_timestamps = Some(false);
             }
@@ -226,7 +252,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Now { json, fast, from } => {
-            let clock = from.open(if fast { Mode::Fast } else { Mode::Strict })?;
+            let clock = from.open(if fast { Mode::Fast } else { Mode::Strict }, &cfg)?;
             let t = clock.now()?;
             let out = serde_json::json!({
                 "earliest_ns": t.utc.earliest.0,
@@ -250,6 +276,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json, listen } => {
+            let listen = match listen {
+                Some(l) => l,
+                None => agent_address(&cfg)?,
+            };
             let r = get(listen, "GET", "/v1/status", Duration::from_secs(5))?;
             if json {
                 println!("{}", r.body.trim());
@@ -264,7 +294,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             from,
         } => {
-            let clock = from.open(Mode::Strict)?;
+            let clock = from.open(Mode::Strict, &cfg)?;
             if leapfree {
                 clock.wait_until(LeapFree(unix_ns), timeout, None)?;
             } else {
@@ -277,7 +307,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             from,
         } => {
-            let clock = from.open(Mode::Strict)?;
+            let clock = from.open(Mode::Strict, &cfg)?;
             let c = clock.commit_wait(timeout, None)?;
             if json {
                 println!("{}", serde_json::to_string(&c)?);
@@ -290,6 +320,39 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `skewd check-config FILE`.
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cfg = FileConfig::load(file)?;
+    let e = cfg.engine_config();
+    println!(
+        "{}: ok ({} servers, poll {} s, phi_hw {} ppm, D {} ppb/s)",
+        file.display(),
+        cfg.server.len(),
+        e.poll.poll.0 as f64 / 1e9,
+        e.assumptions.phi_hw.as_ppm_f64(),
+        e.assumptions.wander.0 as f64 / 1e3
+    );
+    println!("{}", skewd::config::tolerance(cfg.server.len()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where to reach the agent: its configured listen address (an
+/// unspecified one, 0.0.0.0, is reached on loopback).
+fn agent_address(cfg: &FileConfig) -> anyhow::Result<SocketAddr> {
+    let listen = cfg.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let mut a: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("listen = {listen:?} in the config"))?;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Ok(a)
 }
 
 fn print_status(body: &str) -> anyhow::Result<()> {

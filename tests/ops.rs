@@ -332,3 +332,80 @@ fn sd_notify_ready_watchdog_status_stopping() {
     let status = agent.stop().expect("agent exits after SIGTERM");
     assert!(status.success(), "agent exit {status:?}");
 }
+
+/// Every command reads the config (`--config`, else the default file):
+/// `skewd status` finds an agent on the config's port, `skewd now` reads
+/// the config's segment, and `check-config` says what the servers tolerate
+/// (and warns about three).
+#[test]
+fn commands_follow_the_config_file() {
+    let servers = honest_fakes(&["127.0.0.99", "127.0.0.100", "127.0.0.101", "127.0.0.102"]);
+    let dir = temp_dir("cfgcli");
+    let port = free_port();
+    let cfg = dir.join("skewd.toml");
+    let mut text = format!(
+        "listen = \"127.0.0.1:{port}\"\nshm_path = \"{}\"\nstate_dir = \"{}\"\npoll_interval_s = 1\n",
+        dir.join("clock").display(),
+        dir.display()
+    );
+    for s in addrs_of(&servers) {
+        text.push_str(&format!("[[server]]\naddress = \"{s}\"\n"));
+    }
+    std::fs::write(&cfg, &text).unwrap();
+    let _agent = Guard {
+        child: Command::new(env!("CARGO_BIN_EXE_skewd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .unwrap(),
+        name: "cfgcli".into(),
+    };
+    let skewd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skewd"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let out = skewd(&["now", "--json"]);
+            String::from_utf8_lossy(&out.stdout).contains("\"synchronized\"")
+        }),
+        "{}",
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
+    let out = skewd(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["sources"].as_array().unwrap().len(), 4);
+    let out = skewd(&["check-config"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("survives 1 unreachable"),
+        "{said}"
+    );
+    // Three servers: a warning.
+    let three = dir.join("three.toml");
+    let servers3: String = (1..=3)
+        .map(|i| format!("[[server]]\naddress = \"10.0.0.{i}:123\"\n"))
+        .collect();
+    std::fs::write(&three, servers3).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
+        .arg("check-config")
+        .arg(&three)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("warning: with 3 servers one server down"),
+        "{said}"
+    );
+}

@@ -40,6 +40,11 @@ pub async fn run(
         opts.servers.len(),
         opts.servers.join(", ")
     );
+    let tolerance = crate::config::tolerance(opts.servers.len());
+    match tolerance.split_once("\nwarning: ") {
+        Some((what, warning)) => tracing::warn!("{what}; {warning}"),
+        None => tracing::info!("{tolerance}"),
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pump = spawn_pump(opts.clone(), shared.clone(), shm, stop_rx.clone())?;
     let notify = tokio::spawn(notify::notify_loop(shared.clone(), stop_rx.clone()));
