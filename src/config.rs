@@ -178,10 +178,16 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 impl FileConfig {
     /// Parse TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-        let cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
+        for s in &mut cfg.server {
+            s.address = with_default_port(&s.address);
+        }
+        if let Some(l) = &cfg.listen {
+            listen_address(l)?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -257,15 +263,13 @@ impl FileConfig {
             return Err(invalid(
                 "server",
                 format!(
-                    "{} servers: at most {MAX_SERVERS} (each holds sockets; 4 to 7 are plenty: N = 4 tolerates one liar or one outage, 7 tolerate three)",
+                    "{} servers: at most {MAX_SERVERS} (each holds sockets; 4 to 8 are plenty: 4 tolerate one liar or one outage, 6 two liars or one outage)",
                     self.server.len()
                 ),
             ));
         }
         if let Some(l) = &self.listen {
-            let addr: std::net::SocketAddr = l
-                .parse()
-                .map_err(|_| invalid("listen", format!("{l:?} is not an ADDR:PORT")))?;
+            let addr = listen_address(l)?;
             if !addr.ip().is_loopback() && self.allow_remote_http != Some(true) {
                 return Err(invalid(
                     "listen",
@@ -316,6 +320,42 @@ fn check_range(key: &'static str, v: f64, lo: f64, hi: f64) -> Result<(), Config
         Ok(())
     } else {
         Err(invalid(key, format!("{v} is outside {lo}..={hi}")))
+    }
+}
+
+/// The listen address `a` (`ADDR:PORT`, or `localhost:PORT`, which is
+/// 127.0.0.1: resolving other names for a listen address would make it
+/// depend on DNS at start).
+pub fn listen_address(a: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let a = a.trim();
+    let text = match a.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => a.to_owned(),
+    };
+    text.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("{a:?} is not ADDR:PORT (an address, or localhost, and a port)"),
+        )
+    })
+}
+
+/// `a` with the NTP port (123) added when it names none: `time.example`
+/// and `192.0.2.1` become `…:123`, a bare IPv6 address `[…]:123`.
+pub fn with_default_port(a: &str) -> String {
+    let a = a.trim();
+    if a.starts_with('[') {
+        if a.contains("]:") {
+            a.to_owned()
+        } else {
+            format!("{a}:123")
+        }
+    } else {
+        match a.matches(':').count() {
+            0 => format!("{a}:123"),
+            1 => a.to_owned(),
+            _ => format!("[{a}]:123"),
+        }
     }
 }
 
@@ -375,6 +415,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ports_default_to_123_and_localhost_listens_on_loopback() {
+        assert_eq!(with_default_port("time.example"), "time.example:123");
+        assert_eq!(with_default_port("192.0.2.1"), "192.0.2.1:123");
+        assert_eq!(with_default_port("192.0.2.1:4123"), "192.0.2.1:4123");
+        assert_eq!(with_default_port("2001:db8::1"), "[2001:db8::1]:123");
+        assert_eq!(with_default_port("[2001:db8::1]"), "[2001:db8::1]:123");
+        assert_eq!(with_default_port("[2001:db8::1]:9"), "[2001:db8::1]:9");
+        let cfg = FileConfig::parse(
+            "listen = \"localhost:19469\"\n[[server]]\naddress = \"a.example\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(cfg.server[0].address, "a.example:123");
+        assert_eq!(
+            listen_address("localhost:19469").unwrap().to_string(),
+            "127.0.0.1:19469"
+        );
+        assert!(listen_address("example.com:80").is_err());
+        assert!(FileConfig::parse("listen = \"nowhere\"\n", Path::new("t")).is_err());
+    }
+
+    #[test]
     fn unknown_key_names_line_and_column() {
         let e =
             FileConfig::parse("poll_interval_s = 1\nbogus = 3\n", Path::new("x.toml")).unwrap_err();
@@ -403,7 +465,8 @@ mod tests {
             p
         )
         .is_ok());
-        assert!(FileConfig::parse("[[server]]\naddress = \"nohost\"", p).is_err());
+        assert!(FileConfig::parse("[[server]]\naddress = \"no host\"", p).is_err());
+        assert!(FileConfig::parse("[[server]]\naddress = \"host:0\"", p).is_err());
     }
 
     #[test]

@@ -342,9 +342,7 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// unspecified one, 0.0.0.0, is reached on loopback).
 fn agent_address(cfg: &FileConfig) -> anyhow::Result<SocketAddr> {
     let listen = cfg.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let mut a: SocketAddr = listen
-        .parse()
-        .with_context(|| format!("listen = {listen:?} in the config"))?;
+    let mut a = skewd::config::listen_address(listen)?;
     if a.ip().is_unspecified() {
         a.set_ip(if a.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()

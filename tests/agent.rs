@@ -442,3 +442,28 @@ fn a_vmclock_disruption_drops_the_model() {
         "not resynchronized after the disruption"
     );
 }
+
+/// `/` is a status page (HTML), `/livez` says the engine publishes, and a
+/// wait that cannot succeed ends with 409 and says why.
+#[test]
+fn status_page_liveness_and_failed_waits() {
+    let servers = honest_fakes(&["127.0.0.103", "127.0.0.104", "127.0.0.105"]);
+    let (_agent, http) = start_agent("page", &addrs_of(&servers), &["--poll", "1s"]);
+    assert!(wait_until(Duration::from_secs(15), || get(http, "/readyz")
+        .is_some_and(|r| r.0 == 200)));
+    let (code, body) = get(http, "/").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        body.starts_with("<!doctype html>") && body.contains("synchronized"),
+        "{body}"
+    );
+    let (code, body) = get(http, "/livez").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let far = realtime_ns() + 3_600_000_000_000;
+    let (code, body) = get(http, &format!("/v1/wait?until={far}&timeout_ms=100")).unwrap();
+    assert_eq!(code, 409, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["reached"], false);
+    assert_eq!(v["status"], "synchronized");
+    assert!(v["epsilon_ns"].is_i64(), "{v}");
+}

@@ -64,6 +64,10 @@ impl RunOptions {
             file.listen = Some(l.to_string());
             file.allow_remote_http = Some(true); // an explicit flag is the operator saying so
         }
+        let servers: Vec<String> = servers
+            .iter()
+            .map(|s| crate::config::with_default_port(s))
+            .collect();
         for s in &servers {
             crate::config::validate_address(s)?;
         }
@@ -106,7 +110,8 @@ impl RunOptions {
                 crate::config::MAX_SERVERS
             );
         }
-        let listen: SocketAddr = file.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse()?;
+        let listen =
+            crate::config::listen_address(file.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
         // Addresses are always accepted; names are the operator's and this
         // host's own (what a scraper on another host is likely to send).
         let mut http_hosts = file.http_hosts.clone();
