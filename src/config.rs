@@ -410,6 +410,22 @@ fn ppm(v: f64) -> Rate {
     Rate((v * 1e6).ceil() as i128)
 }
 
+/// What `n` servers tolerate, in words (and a warning when it is fragile).
+pub fn tolerance(n: usize) -> String {
+    let f = crate::core::select::tolerated_faults(n);
+    let need = 2 * f + 1;
+    let spare = n.saturating_sub(need);
+    let mut s = format!(
+        "{n} servers: up to {f} may be wrong (lying) without a wrong interval; `synchronized` needs {need} answering and agreeing, so it survives {spare} unreachable"
+    );
+    if n < 4 || spare == 0 {
+        s.push_str(&format!(
+            "\nwarning: with {n} servers one server down leaves `synchronized` (free_running, /readyz 503); use an even number, 4 or more (4 tolerate one liar or one outage)"
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,20 +513,4 @@ mod tests {
         assert_eq!(e.assumptions.phi_hw, Rate::from_ppm(100));
         assert_eq!(e.assumptions.wander, Rate::from_ppb(5));
     }
-}
-
-/// What `n` servers tolerate, in words (and a warning when it is fragile).
-pub fn tolerance(n: usize) -> String {
-    let f = crate::core::select::tolerated_faults(n);
-    let need = 2 * f + 1;
-    let spare = n.saturating_sub(need);
-    let mut s = format!(
-        "{n} servers: up to {f} may be wrong (lying) without a wrong interval; `synchronized` needs {need} answering and agreeing, so it survives {spare} unreachable"
-    );
-    if n < 4 || spare == 0 {
-        s.push_str(&format!(
-            "\nwarning: with {n} servers one server down leaves `synchronized` (free_running, /readyz 503); use an even number, 4 or more (4 tolerate one liar or one outage)"
-        ));
-    }
-    s
 }
