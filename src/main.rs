@@ -252,8 +252,30 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Now { json, fast, from } => {
-            let clock = from.open(if fast { Mode::Fast } else { Mode::Strict }, &cfg)?;
-            let t = clock.now()?;
+            let read = from
+                .open(if fast { Mode::Fast } else { Mode::Strict }, &cfg)
+                .and_then(|c| Ok(c.now()?));
+            let t = match read {
+                Ok(t) => t,
+                // Scripts asking for JSON get JSON, also when there is no
+                // interval: null bounds, the status, and why.
+                Err(e) if json => {
+                    let status = match e.downcast_ref::<skewd::client::ClientError>() {
+                        Some(skewd::client::ClientError::NoModel(s)) => s.as_str(),
+                        _ => "unknown",
+                    };
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "earliest_ns": null, "latest_ns": null,
+                            "earliest_leapfree_ns": null, "latest_leapfree_ns": null,
+                            "epsilon_ns": null, "status": status, "error": format!("{e:#}"),
+                        })
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e),
+            };
             let out = serde_json::json!({
                 "earliest_ns": t.utc.earliest.0,
                 "latest_ns": t.utc.latest.0,
@@ -266,11 +288,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{out}");
             } else {
                 println!(
-                    "earliest {}  latest {}  epsilon {} ns  status {}  (UTC, Unix ns)",
-                    t.utc.earliest.0,
-                    t.utc.latest.0,
-                    t.epsilon_ns(),
+                    "earliest {}  latest {}  epsilon {}  status {}",
+                    rfc3339(t.utc.earliest.0),
+                    rfc3339(t.utc.latest.0),
+                    human_ns(t.epsilon_ns()),
                     t.status.as_str()
+                );
+                println!(
+                    "         {}           {}  (UTC, Unix ns)",
+                    t.utc.earliest.0, t.utc.latest.0
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -319,6 +345,28 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Unix ns as RFC 3339 UTC with nanoseconds.
+fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map_or_else(
+        || format!("{ns} ns"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    )
+}
+
+/// A duration in ns, in the unit that reads best.
+fn human_ns(ns: i64) -> String {
+    match ns.unsigned_abs() {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=9_999_999 => format!("{:.1} µs", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.3} ms", ns as f64 / 1e6),
+        _ => format!("{:.3} s", ns as f64 / 1e9),
     }
 }
 

@@ -378,6 +378,15 @@ fn commands_follow_the_config_file() {
         "{}",
         std::fs::read_to_string(dir.join("log")).unwrap_or_default()
     );
+    // Human output: RFC 3339 times, the bound in a readable unit.
+    let out = skewd(&["now"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let year = said.split_whitespace().nth(1).unwrap_or("");
+    assert!(
+        year.len() >= 30 && year.ends_with('Z') && year.contains('T'),
+        "{said}"
+    );
+    assert!(said.contains("µs") || said.contains("ms"), "{said}");
     let out = skewd(&["status", "--json"]);
     assert!(
         out.status.success(),
