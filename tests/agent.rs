@@ -447,7 +447,7 @@ fn a_vmclock_disruption_drops_the_model() {
 /// wait that cannot succeed ends with 409 and says why.
 #[test]
 fn status_page_liveness_and_failed_waits() {
-    let servers = honest_fakes(&["127.0.0.103", "127.0.0.104", "127.0.0.105"]);
+    let servers = honest_fakes(&["127.0.0.103", "127.0.0.104", "127.0.0.105", "127.0.0.106"]);
     let (_agent, http) = start_agent("page", &addrs_of(&servers), &["--poll", "1s"]);
     assert!(wait_until(Duration::from_secs(15), || get(http, "/readyz")
         .is_some_and(|r| r.0 == 200)));
@@ -466,4 +466,12 @@ fn status_page_liveness_and_failed_waits() {
     assert_eq!(v["reached"], false);
     assert_eq!(v["status"], "synchronized");
     assert!(v["epsilon_ns"].is_i64(), "{v}");
+    // Transitions reach the log once each.
+    let log = std::fs::read_to_string(_agent.dir.join("log")).unwrap();
+    assert_eq!(log.matches("-> synchronized").count(), 1, "{log}");
+    assert!(
+        !log.contains(" WARN "),
+        "a clean start warns about nothing: {log}"
+    );
+    assert!(log.contains("-> selected"), "{log}");
 }

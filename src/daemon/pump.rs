@@ -45,6 +45,16 @@ pub struct Pump {
     /// (a full tmpfs, a missing directory, another agent holding it).
     shm_retry: Option<std::time::Instant>,
     vmclock_default: bool,
+    /// What was last logged (transitions are logged once).
+    seen: Seen,
+}
+
+/// The last status, violation count and source states logged.
+#[derive(Debug, Default)]
+struct Seen {
+    status: Option<crate::core::model::Status>,
+    violations: u64,
+    sources: Vec<Option<&'static str>>,
 }
 
 /// How often the agent tries again to create its segment.
@@ -131,6 +141,7 @@ impl Pump {
             }),
             shm_retry: (!shm_created).then(|| std::time::Instant::now() + SHM_RETRY),
             vmclock_default,
+            seen: Seen::default(),
         };
         (pump, resolved_rx)
     }
@@ -183,6 +194,7 @@ impl Pump {
             st.publishing = ok;
             st.problem = problem;
         }
+        self.log_transitions(p);
         let snap = Snapshot {
             sources: self.sources.views(&p.sources),
             kernel: clock::kernel_status().ok(),
@@ -191,6 +203,74 @@ impl Pump {
             publication: p.clone(),
         };
         self.shared.set(snap);
+    }
+
+    /// Log each change of status, of a source's state, and each bound
+    /// violation once, with structured fields (journald keeps them).
+    fn log_transitions(&mut self, p: &Publication) {
+        let seen = &mut self.seen;
+        if seen.status != Some(p.status) {
+            let eps = p
+                .model
+                .as_ref()
+                .map(|m| m.interval_at(p.at).interval.half_width_ceil().0);
+            let from = seen.status.map_or("start", |s| s.as_str());
+            use crate::core::model::Status as S;
+            // Worse than before (and not the first state): a warning.
+            let rank = |s: S| match s {
+                S::Synchronized => 3,
+                S::FreeRunning => 2,
+                S::Unknown => 1,
+                S::Disrupted => 0,
+            };
+            let worse = seen.status.is_some_and(|old| rank(p.status) < rank(old));
+            match worse {
+                false => tracing::info!(
+                    status = p.status.as_str(),
+                    previous = from,
+                    epsilon_ns = eps,
+                    "status {from} -> {}",
+                    p.status.as_str()
+                ),
+                true => tracing::warn!(
+                    status = p.status.as_str(),
+                    previous = from,
+                    epsilon_ns = eps,
+                    "status {from} -> {}",
+                    p.status.as_str()
+                ),
+            }
+            seen.status = Some(p.status);
+        }
+        if p.violations > seen.violations {
+            tracing::error!(
+                violations = p.violations,
+                "the self-audit contradicted a published interval (a bound violation): an assumption broke"
+            );
+            seen.violations = p.violations;
+        }
+        seen.sources.resize(p.sources.len(), None);
+        for (i, r) in p.sources.iter().enumerate() {
+            let state = r.state.as_str();
+            if seen.sources[i] != Some(state) {
+                let name = self.sources.name(i);
+                let from = seen.sources[i].unwrap_or("start");
+                let good = |s: &str| matches!(s, "selected" | "candidate");
+                let worse =
+                    seen.sources[i].is_some_and(|old| good(old) || !good(state)) && !good(state);
+                match !worse {
+                    true => tracing::info!(
+                        source = %name, state, previous = from,
+                        "source {name}: {from} -> {state}"
+                    ),
+                    false => tracing::warn!(
+                        source = %name, state, previous = from,
+                        "source {name}: {from} -> {state}"
+                    ),
+                }
+                seen.sources[i] = Some(state);
+            }
+        }
     }
 
     /// Try again (every SHM_RETRY) to create a segment that could not be
@@ -349,6 +429,8 @@ impl Pump {
         // after the grace.
         let now = clock::raw();
         let stopped = Publication::stopped(now, clock::boot_offset().0);
+        // Stopping is not a transition to warn about.
+        self.seen.status = Some(stopped.status);
         self.publish(&stopped);
     }
 }
