@@ -373,7 +373,9 @@ fn an_agent_that_cannot_name_its_time_namespace_is_not_trusted_across_one() {
         &["unshare", "--time", "--monotonic", "1", "--boottime", "1"][..],
     ] {
         let out = now(pre);
-        let err = String::from_utf8_lossy(&out.stderr);
+        // `now --json` says why in its JSON; the human form on stderr.
+        let err = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
         assert!(
             !out.status.success() && err.contains("another time namespace"),
             "{pre:?}: {} / {err}",

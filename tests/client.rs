@@ -265,7 +265,7 @@ fn a_reader_in_another_time_namespace_is_refused() {
     let out = Command::new("unshare")
         .args(["--time", "--monotonic", "1", "--boottime", "1"])
         .arg(env!("CARGO_BIN_EXE_skewd"))
-        .args(["now", "--json", "--shm"])
+        .args(["now", "--shm"])
         .arg(&path)
         .output()
         .unwrap();

@@ -339,7 +339,7 @@ fn a_reader_off_the_agents_timeline_gets_an_error() {
     }
     // So does the CLI, with a clear message and a failing exit.
     let out = Command::new(env!("CARGO_BIN_EXE_skewd"))
-        .args(["now", "--json", "--shm"])
+        .args(["now", "--shm"])
         .arg(&shm)
         .output()
         .unwrap();
