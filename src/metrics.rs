@@ -57,13 +57,16 @@ pub fn render(snap: &Snapshot, now: Steady, http: Option<&crate::serve::Counts>)
         Err(_) => Status::Disrupted,
     };
 
-    gauge(
-        &mut reg,
-        "skewd_clock_error_bound_seconds",
-        "Half-width of the published interval: true time is within this of its centre (+Inf without a model)",
-        read.as_ref()
-            .map_or(f64::INFINITY, |t| t.epsilon_ns() as f64 / 1e9),
-    );
+    // Absent without an interval (not +Inf: an alert on a wide bound must
+    // not fire for what is a missing model; skewd_clock_status says that).
+    if let Ok(t) = &read {
+        gauge(
+            &mut reg,
+            "skewd_clock_error_bound_seconds",
+            "Half-width of the published interval: true time is within this of its centre (absent without an interval)",
+            t.epsilon_ns() as f64 / 1e9,
+        );
+    }
     if let Some(k) = p.skew {
         gauge(
             &mut reg,

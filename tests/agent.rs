@@ -98,6 +98,12 @@ fn unreachable_servers_keep_it_serving() {
             .all(|s| s["state"] == "unreachable"),
         "{st}"
     );
+    // No interval: no error bound in the metrics (not +Inf).
+    let (_, metrics) = get(http, "/metrics").unwrap();
+    assert!(
+        !metrics.contains("skewd_clock_error_bound_seconds "),
+        "{metrics}"
+    );
     let (code, _) = request(http, "POST", "/v1/commit-wait?timeout_ms=200").unwrap();
     assert_eq!(
         code, 409,
