@@ -213,6 +213,21 @@ fn prepare_dir(path: &Path) -> Result<(), WriterError> {
         })
 }
 
+/// Open (or create) the segment file of ours at `path`, 0644, allocated
+/// to SEGMENT_SIZE, and map it.
+fn open_mapped(path: &Path) -> std::io::Result<(std::fs::File, memmap2::MmapMut)> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = open_ours(path, 0o644)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    allocate(&f, f.metadata()?.len())?;
+    // SAFETY: the file is SEGMENT_SIZE bytes long, allocated, and only this
+    // process writes it (the caller holds its lock; mode 0644, owned by the
+    // agent's user); other processes only read through atomics, so a
+    // shared mutable mapping is fine.
+    let map = unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f)? };
+    Ok((f, map))
+}
+
 /// Give the segment file (now `len` bytes long) exactly SEGMENT_SIZE
 /// allocated bytes. Allocating grows the file only when the blocks exist
 /// (a sparse file on a full tmpfs would fault, SIGBUS, on the first touch
@@ -275,34 +290,16 @@ impl Writer {
         };
         prepare_dir(path)?;
         let lock = take_lock(path)?;
-        let f = open_ours(path, 0o644).map_err(io)?;
-        let meta = f.metadata().map_err(io)?;
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io)?;
-        allocate(&f, meta.len()).map_err(io)?;
-        // SAFETY: the file is SEGMENT_SIZE bytes long, allocated, and only
-        // this process writes it (we hold its lock; mode 0644, owned by the
-        // agent's user); other processes only read through atomics, so a
-        // shared mutable mapping is fine.
-        let map =
-            unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f) }.map_err(io)?;
-        let epoch = rand::random();
+        let (file, map) = open_mapped(path).map_err(io)?;
         let w = Writer {
             map,
-            file: f,
+            file,
             path: path.to_path_buf(),
             lock,
             vmclock_default: false,
-            epoch,
+            epoch: rand::random(),
         };
-        reset(
-            w.seg(),
-            epoch,
-            u64::from(std::process::id()),
-            crate::clock::time_namespace().unwrap_or((0, 0)),
-            &crate::clock::boot_id().unwrap_or_default(),
-        );
+        w.reset();
         Ok(w)
     }
 
@@ -382,27 +379,20 @@ impl Writer {
     fn restore(&self) -> std::io::Result<()> {
         allocate(&self.file, 0)?;
         // The shrunk pages read as zeros again: start a clean generation.
-        reset(
-            self.seg(),
-            self.epoch,
-            u64::from(std::process::id()),
-            crate::clock::time_namespace().unwrap_or((0, 0)),
-            &crate::clock::boot_id().unwrap_or_default(),
-        );
+        self.reset();
         Ok(())
     }
 
     fn recreate(&mut self) -> std::io::Result<()> {
         prepare_dir(&self.path).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let f = open_ours(&self.path, 0o644)?;
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        allocate(&f, f.metadata()?.len())?;
-        // SAFETY: as in `create`: SEGMENT_SIZE bytes, allocated, written only
-        // by this process (we hold the lock, the file is ours).
-        let map = unsafe { memmap2::MmapOptions::new().len(SEGMENT_SIZE).map_mut(&f)? };
-        self.map = map;
-        self.file = f;
+        (self.file, self.map) = open_mapped(&self.path)?;
+        self.reset();
+        Ok(())
+    }
+
+    /// [`reset`] the segment for this agent (its epoch, pid, time
+    /// namespace and boot).
+    fn reset(&self) {
         reset(
             self.seg(),
             self.epoch,
@@ -410,7 +400,6 @@ impl Writer {
             crate::clock::time_namespace().unwrap_or((0, 0)),
             &crate::clock::boot_id().unwrap_or_default(),
         );
-        Ok(())
     }
 }
 
