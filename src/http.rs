@@ -295,7 +295,10 @@ struct SourceJson {
     state: &'static str,
     reachable: bool,
     reach: u8,
+    /// Source minus skewd's centre (positive: the source is ahead).
     offset_ns: Option<i64>,
+    /// Half the width of the latest sample's interval.
+    offset_half_width_ns: Option<i64>,
     delay_ns: Option<i64>,
     root_distance_ns: Option<i64>,
     requests_sent: u64,
@@ -327,6 +330,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
             reachable: v.report.reach != 0,
             reach: v.report.reach,
             offset_ns: v.report.offset.map(ns),
+            offset_half_width_ns: v.report.half_width.map(ns),
             delay_ns: v.report.delay.map(ns),
             root_distance_ns: v.report.root_distance.map(ns),
             requests_sent: v.report.counters.sent,

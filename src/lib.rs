@@ -34,6 +34,8 @@ pub mod http;
 #[cfg(feature = "daemon")]
 pub mod httpc;
 #[cfg(feature = "daemon")]
+pub mod human;
+#[cfg(feature = "daemon")]
 pub mod leaps;
 #[cfg(feature = "daemon")]
 pub mod metrics;

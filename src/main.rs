@@ -289,9 +289,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "earliest {}  latest {}  epsilon {}  status {}",
-                    rfc3339(t.utc.earliest.0),
-                    rfc3339(t.utc.latest.0),
-                    human_ns(t.epsilon_ns()),
+                    skewd::human::rfc3339(t.utc.earliest.0),
+                    skewd::human::rfc3339(t.utc.latest.0),
+                    skewd::human::ns(t.epsilon_ns()),
                     t.status.as_str()
                 );
                 println!(
@@ -348,28 +348,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Unix ns as RFC 3339 UTC with nanoseconds.
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-    .map_or_else(
-        || format!("{ns} ns"),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-    )
-}
-
-/// A duration in ns, in the unit that reads best.
-fn human_ns(ns: i64) -> String {
-    match ns.unsigned_abs() {
-        0..=9_999 => format!("{ns} ns"),
-        10_000..=9_999_999 => format!("{:.1} µs", ns as f64 / 1e3),
-        10_000_000..=9_999_999_999 => format!("{:.3} ms", ns as f64 / 1e6),
-        _ => format!("{:.3} s", ns as f64 / 1e9),
-    }
-}
-
 /// `skewd check-config FILE`.
 fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let cfg = FileConfig::load(file)?;
@@ -407,17 +385,30 @@ fn print_status(body: &str) -> anyhow::Result<()> {
         x.as_f64()
             .map_or("-".to_owned(), |n| format!("{:.3}", n / 1e6))
     };
+    let pm = |x: &serde_json::Value, u: &serde_json::Value| match (x.as_i64(), u.as_i64()) {
+        (Some(x), Some(u)) => format!("{} ± {}", skewd::human::signed_ns(x), skewd::human::ns(u)),
+        _ => "-".to_owned(),
+    };
     println!("status:        {}", v["status"].as_str().unwrap_or("?"));
-    println!("error bound:   {} ms", ms(&v["epsilon_ns"]));
     println!(
-        "system skew:   {} ms (REALTIME minus reference)",
-        ms(&v["offset_ns"])
+        "error bound:   {}",
+        v["epsilon_ns"]
+            .as_i64()
+            .map_or("-".into(), skewd::human::ns)
     );
     println!(
-        "frequency:     {} ppm",
-        v["frequency_ppm"]
-            .as_f64()
-            .map_or("-".into(), |f| format!("{f:.3}"))
+        "system skew:   {} (REALTIME minus true time)",
+        pm(&v["offset_ns"], &v["offset_uncertainty_ns"])
+    );
+    println!(
+        "frequency:     {} (vs. MONOTONIC_RAW; the bound is what ε ages at)",
+        match (
+            v["frequency_ppm"].as_f64(),
+            v["frequency_bound_ppm"].as_f64()
+        ) {
+            (Some(f), Some(b)) => format!("{f:+.3} ± {b:.3} ppm"),
+            _ => "-".into(),
+        }
     );
     println!(
         "clock steps:   {}   bound violations: {}",
@@ -425,20 +416,28 @@ fn print_status(body: &str) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<28} {:<12} {:>6} {:>12} {:>12} {:>12}",
-        "SOURCE", "STATE", "REACH", "OFFSET ms", "DELAY ms", "ROOTDIST ms"
+        "{:<28} {:<12} {:>5} {:>22} {:>10} {:>11}",
+        "SOURCE", "STATE", "REACH", "SRC−SKEWD ± HW ms", "DELAY ms", "ROOTDIST ms"
     );
     for s in v["sources"].as_array().into_iter().flatten() {
+        let off = match (s["offset_ns"].as_f64(), s["offset_half_width_ns"].as_f64()) {
+            (Some(o), Some(h)) => format!("{:+.3} ± {:.3}", o / 1e6, h / 1e6),
+            (Some(o), None) => format!("{:+.3}", o / 1e6),
+            _ => "-".into(),
+        };
         println!(
-            "{:<28} {:<12} {:>6o} {:>12} {:>12} {:>12}",
+            "{:<28} {:<12} {:>5o} {:>22} {:>10} {:>11}",
             s["name"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?"),
             s["reach"].as_u64().unwrap_or(0),
-            ms(&s["offset_ns"]),
+            off,
             ms(&s["delay_ns"]),
             ms(&s["root_distance_ns"]),
         );
     }
+    println!();
+    println!("OFFSET is the source minus skewd's centre: positive means the source is ahead");
+    println!("(chronyc shows the opposite sign); HW is half the width of its latest sample.");
     Ok(())
 }
 

@@ -136,10 +136,66 @@ impl Snapshot {
     }
 }
 
+/// One source in a [`Point`] of the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourcePoint {
+    /// Its state then.
+    pub state: crate::core::source::SourceState,
+    /// Its latest sample's centre minus the model's centre.
+    pub offset: Option<crate::core::time::Nanos>,
+    /// Half the width of that sample's interval.
+    pub half_width: Option<crate::core::time::Nanos>,
+}
+
+/// The agent's figures at one publication, kept for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Point {
+    /// The publication's steady instant.
+    pub at: Steady,
+    /// Its status at that instant.
+    pub status: Status,
+    /// The interval's half-width at that instant, rounded up.
+    pub epsilon_ns: Option<i64>,
+    /// The system clock's skew.
+    pub skew: Option<crate::core::publish::Skew>,
+    /// Per source, in slot order.
+    pub sources: Vec<SourcePoint>,
+}
+
+impl Point {
+    /// The figures of `snap` at its publication.
+    pub fn of(snap: &Snapshot) -> Point {
+        let at = snap.publication.at;
+        let r = snap.at(at);
+        Point {
+            at,
+            status: snap.status_at(at),
+            epsilon_ns: r.ok().map(|t| t.epsilon_ns()),
+            skew: snap.publication.skew,
+            sources: snap
+                .sources
+                .iter()
+                .map(|v| SourcePoint {
+                    state: v.report.state,
+                    offset: v.report.offset,
+                    half_width: v.report.half_width,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The history keeps a point at most this often (steady time)...
+pub const HISTORY_EVERY: crate::core::time::Nanos = crate::core::time::Nanos(10_000_000_000);
+/// ...and this many: the last hour.
+pub const HISTORY_POINTS: usize = 360;
+
 /// State shared between the engine task and the readers.
 #[derive(Debug)]
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// A point every [`HISTORY_EVERY`], the newest last.
+    history: std::sync::Mutex<std::collections::VecDeque<Point>>,
     /// Bumped on every publish; waiters watch it.
     pub published: watch::Sender<u64>,
     /// The HTTP server's connection counts.
@@ -151,6 +207,7 @@ impl Shared {
     pub fn new() -> Arc<Shared> {
         Arc::new(Shared {
             snapshot: RwLock::new(Arc::new(Snapshot::empty())),
+            history: Default::default(),
             published: watch::channel(0).0,
             http: Arc::default(),
         })
@@ -165,8 +222,29 @@ impl Shared {
         }
     }
 
-    /// Replace the snapshot.
+    /// The history, oldest first.
+    pub fn history(&self) -> Vec<Point> {
+        let g = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().cloned().collect()
+    }
+
+    /// Replace the snapshot (and keep a point of it in the history when
+    /// the newest is [`HISTORY_EVERY`] old).
     pub fn set(&self, s: Snapshot) {
+        {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            let at = s.publication.at;
+            let due = h.back().is_none_or(|last| {
+                let age = at.since(last.at).0;
+                !(0..HISTORY_EVERY.0).contains(&age)
+            });
+            if due {
+                if h.len() == HISTORY_POINTS {
+                    h.pop_front();
+                }
+                h.push_back(Point::of(&s));
+            }
+        }
         let mut g = match self.snapshot.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -86,6 +86,9 @@ pub struct SourceReport {
     pub reach: u8,
     /// Centre of its latest sample minus the model's centre at that instant.
     pub offset: Option<Nanos>,
+    /// Half the width of its latest sample's interval (rounded up): the
+    /// source's time lay within `offset ± half_width` of the model's centre.
+    pub half_width: Option<Nanos>,
     /// Round-trip delay of its latest sample.
     pub delay: Option<Nanos>,
     /// Advertised root distance of its latest sample.
@@ -183,6 +186,7 @@ impl Record {
             state,
             reach: p.reach(),
             offset,
+            half_width: latest.map(|l| Nanos((l.bound.hi.0 - l.bound.lo.0 + 1).div_euclid(2))),
             delay: latest.and_then(|l| l.delay),
             root_distance: latest.and_then(|l| l.root_distance),
             counters: p.counters,
