@@ -122,6 +122,12 @@ pub struct FileConfig {
     pub kernel_timestamps: Option<bool>,
     /// Allow `listen` on a non-loopback address.
     pub allow_remote_http: Option<bool>,
+    /// A second listener that serves only `/metrics` and the health checks
+    /// (`/livez`, `/readyz`, `/healthz`): the address a remote Prometheus
+    /// scrapes, while the interval API (and its long polls) stays on
+    /// `listen`, on loopback. Any address; no Host check (it takes no
+    /// action and reveals only what the metrics do).
+    pub metrics_listen: Option<String>,
     /// Host names the HTTP API accepts besides addresses, `localhost` and
     /// this host's own name: the names clients use to reach it (a DNS
     /// alias a scraper uses, say). Any other name is refused with 421 (a
@@ -279,6 +285,16 @@ impl FileConfig {
                 ));
             }
         }
+        if let Some(m) = &self.metrics_listen {
+            let addr = listen_address(m)?;
+            let api = listen_address(self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+            if addr.port() == api.port() && addr.port() != 0 {
+                return Err(invalid(
+                    "metrics_listen",
+                    format!("{m} uses the port of listen ({api}): give the metrics listener a port of its own (e.g. 9470)"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -429,6 +445,15 @@ pub fn tolerance(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_listener_needs_a_port_of_its_own() {
+        let p = Path::new("t");
+        let e = FileConfig::parse("metrics_listen = \"0.0.0.0:9469\"", p).unwrap_err();
+        assert!(e.to_string().contains("port of its own"), "{e}");
+        assert!(FileConfig::parse("metrics_listen = \"0.0.0.0:9470\"", p).is_ok());
+        assert!(FileConfig::parse("metrics_listen = \"nonsense\"", p).is_err());
+    }
 
     #[test]
     fn ports_default_to_123_and_localhost_listens_on_loopback() {

@@ -81,6 +81,23 @@ pub fn router(shared: Arc<Shared>, hosts: Vec<String>, max_waits: usize) -> Rout
     .layer(axum::middleware::from_fn(size_check))
 }
 
+/// The metrics listener's router: `/metrics` and the health checks only,
+/// everything else 404 — a remote scraper never reaches the interval API
+/// or its long polls. No Host check: it takes no action and shows nothing
+/// the metrics do not, and scrapers name hosts in many ways.
+pub fn metrics_router(shared: Arc<Shared>) -> Router {
+    let quick = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/livez", get(livez));
+    budget(quick, MAX_QUICK, Duration::from_secs(5))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
+        .layer(axum::middleware::from_fn(size_check))
+}
+
 /// Longest request target answered (414 beyond).
 pub const MAX_URI: usize = 4096;
 /// Most header bytes answered (431 beyond). A head longer than the

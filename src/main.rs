@@ -49,19 +49,30 @@ fn load_config(
 enum Cmd {
     /// Run the agent (flags override the config file).
     Run {
-        /// NTP server HOST:PORT (repeatable); default: the public pool.
+        /// NTP server HOST[:PORT] (repeatable; port 123 by default)
+        /// [default: the config's [[server]]s, else the public pool]
         #[arg(long = "server", value_name = "HOST:PORT")]
         servers: Vec<String>,
-        /// HTTP listen address.
+        /// HTTP listen address (the interval API, the status page, metrics)
+        /// [default: `listen` from the config, else 127.0.0.1:9469]
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<SocketAddr>,
-        /// Shared-memory segment path.
+        /// A second listener serving only /metrics and the health checks,
+        /// for a remote Prometheus [default: `metrics_listen` from the
+        /// config, else none]
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_listen: Option<SocketAddr>,
+        /// Shared-memory segment path [default: `shm_path` from the config,
+        /// else /run/skewd/clock; per user if that cannot be written]
         #[arg(long, value_name = "PATH")]
         shm: Option<PathBuf>,
-        /// State directory (drift file).
+        /// State directory (drift file) [default: `state_dir` from the
+        /// config, else /var/lib/skewd; per user if that cannot be written]
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
-        /// Poll interval (e.g. 1s, 16s).
+        /// Poll interval for named servers, e.g. 1s, 16s [default:
+        /// `poll_interval_s` from the config, else 16s; the public pool is
+        /// never polled faster than 64s]
         #[arg(long, value_parser = humantime::parse_duration)]
         poll: Option<Duration>,
         /// Use only userspace receive stamps (no SO_TIMESTAMPNS).
@@ -224,6 +235,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             no_kernel_timestamps,
             vmclock,
             servers_age_dispersion,
+            metrics_listen,
         } => {
             init_logging();
             match &cfg_path {
@@ -241,7 +253,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.vmclock_path = vmclock;
             }
             let flagged = !servers.is_empty();
-            let mut opts = RunOptions::from_parts(file, servers, listen, shm, state_dir, poll)?;
+            let mut opts = RunOptions::from_parts(
+                file,
+                servers,
+                listen,
+                metrics_listen,
+                shm,
+                state_dir,
+                poll,
+            )?;
             if servers_age_dispersion {
                 if !flagged {
                     anyhow::bail!("--servers-age-dispersion applies to --server flags; in a config file set dispersion_aged_by_server per [[server]]");

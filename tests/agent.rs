@@ -481,3 +481,37 @@ fn status_page_liveness_and_failed_waits() {
     );
     assert!(log.contains("-> selected"), "{log}");
 }
+
+#[test]
+fn a_metrics_listener_serves_metrics_and_health_only() {
+    let servers = honest_fakes(&["127.0.0.121", "127.0.0.122", "127.0.0.123", "127.0.0.124"]);
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let m = metrics.to_string();
+    let (_agent, http) = start_agent(
+        "metrics-listener",
+        &addrs_of(&servers),
+        &["--poll", "1s", "--metrics-listen", &m],
+    );
+    assert!(wait_until(Duration::from_secs(15), || get(metrics, "/readyz")
+        .is_some_and(|r| r.0 == 200)));
+    let (code, body) = get(metrics, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("skewd_clock_status{status=\"synchronized\"} 1"), "{body}");
+    for path in ["/livez", "/healthz"] {
+        assert_eq!(get(metrics, path).unwrap().0, 200, "{path}");
+    }
+    // The interval API, its long polls and the page are not there...
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/v1/now"),
+        ("GET", "/v1/status"),
+        ("GET", "/v1/wait?until=0"),
+        ("POST", "/v1/commit-wait"),
+    ] {
+        let (code, body) = request(metrics, method, path).unwrap();
+        assert_eq!(code, 404, "{method} {path}: {body}");
+    }
+    // ...but stay on the API listener, which serves metrics too.
+    assert_eq!(get(http, "/v1/now").unwrap().0, 200);
+    assert_eq!(get(http, "/metrics").unwrap().0, 200);
+}

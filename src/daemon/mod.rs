@@ -33,6 +33,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut limits = crate::serve::Limits::default();
     limits.max_connections = listen::raise_fd_limit(limits.max_connections);
+    // A metrics listener takes an eighth of the connection slots.
+    let metrics_limits = opts.metrics_listen.map(|_| {
+        let mut m = limits;
+        m.max_connections = (limits.max_connections / 8).max(8);
+        limits.max_connections -= m.max_connections;
+        m
+    });
     let shared = Shared::new();
     tracing::info!(
         "skewd {} ({} sources: {})",
@@ -70,12 +77,29 @@ pub async fn run(
             crate::serve::serve(l, router, limits, http_counts, http_stop).await;
         }
     });
+    let metrics_server = opts.metrics_listen.zip(metrics_limits).map(|(addr, limits)| {
+        let router = crate::http::metrics_router(shared.clone());
+        let counts = shared.http.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            if let Some(l) = listen::bind_retrying(addr, &mut stop).await {
+                tracing::info!(
+                    "serving metrics and health checks only on http://{}",
+                    l.local_addr().map_or(addr, |a| a)
+                );
+                crate::serve::serve(l, router, limits, counts, stop).await;
+            }
+        })
+    });
     shutdown.await;
     tracing::info!("stopping");
     notify::send(&[notify::State::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(m) = metrics_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
+    }
     notify.abort();
     Ok(())
 }

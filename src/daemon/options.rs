@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub dispersion_aged_by_server: Vec<bool>,
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// The metrics-and-health-only listener, if any.
+    pub metrics_listen: Option<SocketAddr>,
     /// Host names HTTP accepts besides addresses and `localhost`
     /// (DNS-rebinding protection): this host's name and the configured
     /// `http_hosts`.
@@ -52,6 +54,7 @@ impl RunOptions {
         file: FileConfig,
         servers: Vec<String>,
         listen: Option<SocketAddr>,
+        metrics_listen: Option<SocketAddr>,
         shm: Option<PathBuf>,
         state_dir: Option<PathBuf>,
         poll: Option<Duration>,
@@ -63,6 +66,9 @@ impl RunOptions {
         if let Some(l) = listen {
             file.listen = Some(l.to_string());
             file.allow_remote_http = Some(true); // an explicit flag is the operator saying so
+        }
+        if let Some(m) = metrics_listen {
+            file.metrics_listen = Some(m.to_string());
         }
         let servers: Vec<String> = servers
             .iter()
@@ -112,6 +118,11 @@ impl RunOptions {
         }
         let listen =
             crate::config::listen_address(file.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let metrics_listen = file
+            .metrics_listen
+            .as_deref()
+            .map(crate::config::listen_address)
+            .transpose()?;
         // Addresses are always accepted; names are the operator's and this
         // host's own (what a scraper on another host is likely to send).
         let mut http_hosts = file.http_hosts.clone();
@@ -127,6 +138,7 @@ impl RunOptions {
             dispersion_aged_by_server,
             servers,
             listen,
+            metrics_listen,
             shm_path: Some(
                 shm.or(file.shm_path.clone())
                     .unwrap_or_else(|| DEFAULT_SHM.into()),
