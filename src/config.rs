@@ -38,6 +38,18 @@ pub const DEFAULT_POOL: [&str; 4] = [
     "3.pool.ntp.org:123",
 ];
 
+/// Whether `address` (`host[:port]`) names a server of the public NTP
+/// pool (`pool.ntp.org` or a zone of it), which skewd polls by the pool's
+/// usage guidance whatever the configuration asks.
+pub fn is_public_pool(address: &str) -> bool {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    host == "pool.ntp.org" || host.ends_with(".pool.ntp.org")
+}
+
 /// One configured server.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,6 +319,7 @@ impl FileConfig {
             .iter()
             .map(|s| SourceConfig::Ntp {
                 dispersion_aged_by_server: s.dispersion_aged_by_server,
+                public_pool: is_public_pool(&s.address),
             })
             .collect();
         let a = &self.assumptions;
@@ -445,6 +458,33 @@ pub fn tolerance(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pool_servers_are_recognised() {
+        for (a, yes) in [
+            ("0.pool.ntp.org:123", true),
+            ("2.debian.pool.ntp.org", true),
+            ("POOL.NTP.ORG.:123", true),
+            ("pool.ntp.org.example.com:123", false),
+            ("mypool.ntp.org", false),
+            ("time.example", false),
+            ("[2001:db8::1]:123", false),
+        ] {
+            assert_eq!(is_public_pool(a), yes, "{a}");
+        }
+        let cfg = FileConfig::parse(
+            "[[server]]\naddress = \"1.pool.ntp.org\"\n[[server]]\naddress = \"ntp.example\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let pools: Vec<bool> = cfg
+            .engine_config()
+            .sources
+            .iter()
+            .map(|s| matches!(s, SourceConfig::Ntp { public_pool: true, .. }))
+            .collect();
+        assert_eq!(pools, [true, false]);
+    }
 
     #[test]
     fn the_metrics_listener_needs_a_port_of_its_own() {

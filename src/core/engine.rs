@@ -298,6 +298,7 @@ impl Engine {
         };
         if let SourceConfig::Ntp {
             dispersion_aged_by_server: true,
+            ..
         } = r.cfg
         {
             params.server_dispersion_rate = Rate(0);

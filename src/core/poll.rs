@@ -6,6 +6,12 @@
 //! answer, the interval doubles after each run of 4 misses, up to
 //! `poll * 2^max_backoff`; any good answer resets it. Timers are absolute
 //! deadlines.
+//!
+//! A public-pool source ([`PollConfig::public_pool`], the NTP pool's usage
+//! guidance: no faster than 64 s, an initial burst allowed, back off when
+//! all is well) also settles: after each run of 8 answers in a row its
+//! interval doubles, up to `max_poll` (1024 s); each miss takes one step
+//! back. Named servers have `max_poll == poll` and never settle.
 
 use super::time::{Nanos, Steady};
 
@@ -22,7 +28,16 @@ pub struct PollConfig {
     pub timeout: Nanos,
     /// The interval grows to at most `poll << max_backoff`.
     pub max_backoff: u32,
+    /// While the source answers, the interval grows to at most this.
+    pub max_poll: Nanos,
 }
+
+/// The NTP pool's shortest poll interval.
+pub const POOL_MIN_POLL: Nanos = Nanos(64_000_000_000);
+/// The longest interval a settled public-pool source is polled at.
+pub const POOL_MAX_POLL: Nanos = Nanos(1024_000_000_000);
+/// Answers in a row before a public-pool source's interval doubles.
+pub const SETTLE_AFTER: u32 = 8;
 
 impl PollConfig {
     /// Defaults for a given poll interval.
@@ -33,6 +48,22 @@ impl PollConfig {
             burst_interval: Nanos::from_secs(1).min(poll),
             timeout: Nanos::from_secs(1).min(poll),
             max_backoff: 3,
+            max_poll: poll,
+        }
+    }
+
+    /// A public-pool server's settings for a configured interval `poll`:
+    /// at least 64 s, settling towards 1024 s while it answers, an initial
+    /// burst 2 s apart (like ntpd's iburst, which the pool allows).
+    pub fn public_pool(poll: Nanos) -> PollConfig {
+        let poll = poll.max(POOL_MIN_POLL);
+        PollConfig {
+            poll,
+            burst: 4,
+            burst_interval: Nanos::from_secs(2),
+            timeout: Nanos::from_secs(2),
+            max_backoff: 4,
+            max_poll: POOL_MAX_POLL.max(poll),
         }
     }
 }
@@ -74,6 +105,10 @@ pub struct Poller {
     burst_left: u32,
     misses: u32,
     backoff: u32,
+    /// Doublings earned by answering (public-pool sources).
+    settled: u32,
+    /// Answers in a row since the last doubling.
+    run: u32,
     stopped: bool,
     reach: u8,
     /// Outcome counters.
@@ -90,6 +125,8 @@ impl Poller {
             burst_left: cfg.burst,
             misses: 0,
             backoff: 0,
+            settled: 0,
+            run: 0,
             stopped: false,
             reach: 0,
             counters: Counters::default(),
@@ -111,7 +148,8 @@ impl Poller {
         if self.burst_left > 0 {
             self.cfg.burst_interval
         } else {
-            Nanos(self.cfg.poll.0 << self.backoff.min(self.cfg.max_backoff))
+            let shift = self.backoff.min(self.cfg.max_backoff).max(self.settled);
+            Nanos(self.cfg.poll.0 << shift)
         }
     }
 
@@ -171,6 +209,11 @@ impl Poller {
         self.reach = (self.reach << 1) | 1;
         self.misses = 0;
         self.backoff = 0;
+        self.run += 1;
+        if self.run >= SETTLE_AFTER && Nanos(self.cfg.poll.0 << (self.settled + 1)) <= self.cfg.max_poll {
+            self.settled += 1;
+            self.run = 0;
+        }
     }
 
     /// An answer to our request that gives no sample (refused): the request
@@ -209,6 +252,8 @@ impl Poller {
     fn unreached(&mut self) {
         self.reach <<= 1;
         self.misses += 1;
+        self.run = 0;
+        self.settled = self.settled.saturating_sub(1);
         if self.misses.is_multiple_of(4) && self.burst_left == 0 {
             self.backoff = (self.backoff + 1).min(self.cfg.max_backoff);
         }
@@ -237,6 +282,57 @@ mod tests {
         assert!(gaps.contains(&32), "{gaps:?}");
         assert!(gaps.iter().all(|&g| g <= 128), "{gaps:?}");
         assert_eq!(p.reach(), 0);
+    }
+
+    /// Polls (s since start) of a source that answers every request it
+    /// gets, until `until` s.
+    fn answered_sends(cfg: PollConfig, until: i64, miss: impl Fn(usize) -> bool) -> Vec<i64> {
+        let mut p = Poller::new(cfg, Steady(0));
+        let mut now = Steady(0);
+        let mut sends = vec![];
+        while now.0 < until * NS_PER_S as i64 {
+            if p.on_timer(now) {
+                if !miss(sends.len()) {
+                    p.answered();
+                }
+                sends.push(now.0 / NS_PER_S as i64);
+            }
+            now = p.deadline().unwrap();
+        }
+        sends
+    }
+
+    #[test]
+    fn the_public_pool_is_polled_politely_and_settles_while_healthy() {
+        // Asked for 1 s: the pool gets 64 s at least, after a 4-request
+        // burst 2 s apart, then doublings after each 8 answers up to 1024 s.
+        let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 6 * 3600, |_| false);
+        assert_eq!(&sends[..5], &[0, 2, 4, 6, 70]);
+        let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[3..].iter().all(|&g| g >= 64), "{gaps:?}");
+        assert!(gaps.iter().all(|&g| g <= 1024), "{gaps:?}");
+        assert_eq!(*gaps.last().unwrap(), 1024, "{gaps:?}");
+        for w in gaps[3..].windows(2) {
+            assert!(w[1] == w[0] || w[1] == 2 * w[0], "{gaps:?}");
+        }
+        // Over six hours: a burst, then about 60 requests, where a 16 s
+        // poll would have sent 1350.
+        assert!(sends.len() < 70, "{} requests", sends.len());
+
+        // Misses step it back down, one doubling per miss.
+        let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 6 * 3600, |i| {
+            i % 10 == 9
+        });
+        let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[3..].iter().all(|&g| (64..=1024).contains(&g)), "{gaps:?}");
+        assert!(gaps.iter().max() < Some(&1024), "{gaps:?}");
+    }
+
+    #[test]
+    fn named_servers_keep_their_poll() {
+        let sends = answered_sends(PollConfig::with_poll(Nanos::from_secs(16)), 3600, |_| false);
+        let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[4..].iter().all(|&g| g == 16), "{gaps:?}");
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum SourceConfig {
         /// ntpd-style server, that server's error since its reference time
         /// escapes the bound (the simulator shows the violations).
         dispersion_aged_by_server: bool,
+        /// A server of the public NTP pool: polled by its usage guidance
+        /// ([`PollConfig::public_pool`]), whatever the configured interval.
+        public_pool: bool,
     },
     /// A one-way source the shell reads when asked (see [`crate::core::direct`]).
     Direct,
@@ -34,6 +37,7 @@ impl Default for SourceConfig {
     fn default() -> SourceConfig {
         SourceConfig::Ntp {
             dispersion_aged_by_server: false,
+            public_pool: false,
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct SourceReport {
     pub root_distance: Option<Nanos>,
     /// Outcome counters.
     pub counters: Counters,
+    /// Its current poll interval.
+    pub poll: Nanos,
 }
 
 /// One configured source.
@@ -123,6 +129,9 @@ impl Record {
             id,
             cfg,
             kind: match cfg {
+                SourceConfig::Ntp {
+                    public_pool: true, ..
+                } => Kind::Ntp(NtpSource::new(PollConfig::public_pool(poll.poll), start)),
                 SourceConfig::Ntp { .. } => Kind::Ntp(NtpSource::new(poll, start)),
                 SourceConfig::Direct => Kind::Direct(DirectSource::new(poll, start)),
             },
@@ -190,6 +199,7 @@ impl Record {
             delay: latest.and_then(|l| l.delay),
             root_distance: latest.and_then(|l| l.root_distance),
             counters: p.counters,
+            poll: p.interval(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Options, directories, state files, sources, the pump and systemd
 //! notification each live in their own module. Only `main.rs` uses this.
 
+pub mod assets;
 pub mod dirs;
 pub mod listen;
 pub mod notify;
@@ -47,6 +48,16 @@ pub async fn run(
         opts.servers.len(),
         opts.servers.join(", ")
     );
+    let pool = opts
+        .servers
+        .iter()
+        .filter(|s| crate::config::is_public_pool(s))
+        .count();
+    if pool > 0 {
+        tracing::info!(
+            "{pool} public-pool server(s): polled by the NTP pool's guidance, every 64 s at most and settling towards 1024 s while they answer (name your own servers for faster polls and a narrower interval)"
+        );
+    }
     let tolerance = crate::config::tolerance(opts.servers.len());
     match tolerance.split_once("\nwarning: ") {
         Some((what, warning)) => tracing::warn!("{what}; {warning}"),

@@ -95,8 +95,10 @@ impl Pump {
         cfg.sources = opts
             .dispersion_aged_by_server
             .iter()
-            .map(|yes| SourceConfig::Ntp {
+            .zip(&opts.servers)
+            .map(|(yes, name)| SourceConfig::Ntp {
                 dispersion_aged_by_server: *yes,
+                public_pool: crate::config::is_public_pool(name),
             })
             .collect();
         cfg.leap_table = state_files::leap_table(&opts.state_dir);

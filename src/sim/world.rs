@@ -130,6 +130,7 @@ pub fn engine_config(sc: &Scenario) -> EngineConfig {
         .iter()
         .map(|s| SourceConfig::Ntp {
             dispersion_aged_by_server: s.declared_aged,
+            public_pool: false,
         })
         .chain(sc.direct.iter().map(|_| SourceConfig::Direct))
         .collect();
