@@ -136,6 +136,26 @@ enum Cmd {
         #[command(flatten)]
         from: Segment,
     },
+    /// Wait until the agent is synchronized with an error bound of at most
+    /// --max-error (like `chronyc waitsync`): exit 0 then, 1 on timeout.
+    /// Reads shared memory, as applications do; the segment may appear
+    /// while it waits. For boot ordering: skewd-wait-sync.service.
+    WaitSync {
+        /// The widest acceptable error bound (half-width), e.g. 1ms, 100us.
+        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+        max_error: Duration,
+        /// Give up after this long (0s: never).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Look this often (and say why not yet, unless --quiet).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Print nothing while waiting.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        from: Segment,
+    },
     /// Validate a config file and say what it tolerates.
     CheckConfig {
         /// The file [default: --config, else /etc/skewd/skewd.toml]
@@ -159,13 +179,13 @@ struct Segment {
 impl Segment {
     /// Open `--shm`, else the config's `shm_path`, else where the agent
     /// puts it by default.
-    fn open(self, mode: Mode, cfg: &FileConfig) -> anyhow::Result<Clock> {
-        let path = match self.shm.or_else(|| cfg.shm_path.clone()) {
+    fn open(&self, mode: Mode, cfg: &FileConfig) -> anyhow::Result<Clock> {
+        let path = match self.shm.clone().or_else(|| cfg.shm_path.clone()) {
             Some(p) => p,
             None => skewd::paths::find_segment().map_err(anyhow::Error::msg)?,
         };
         let clock = Clock::open_with(&path, mode)?;
-        Ok(match self.vmclock {
+        Ok(match &self.vmclock {
             Some(p) => clock.with_vmclock(&p)?,
             None => clock,
         })
@@ -271,6 +291,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             run(opts)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::WaitSync {
+            max_error,
+            timeout,
+            interval,
+            quiet,
+            from,
+        } => Ok(wait_sync(&from, &cfg, max_error, timeout, interval, quiet)),
         Cmd::Now { json, fast, from } => {
             let read = from
                 .open(if fast { Mode::Fast } else { Mode::Strict }, &cfg)
@@ -382,6 +409,65 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     );
     println!("{}", skewd::config::tolerance(cfg.server.len()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `skewd wait-sync`: poll the segment until it is synchronized with
+/// ε ≤ `max_error`, saying why not every `interval`.
+fn wait_sync(
+    from: &Segment,
+    cfg: &FileConfig,
+    max_error: Duration,
+    timeout: Duration,
+    interval: Duration,
+    quiet: bool,
+) -> ExitCode {
+    let start = std::time::Instant::now();
+    let want = i64::try_from(max_error.as_nanos()).unwrap_or(i64::MAX);
+    let interval = interval.max(Duration::from_millis(10));
+    let mut clock: Option<Clock> = None;
+    loop {
+        // The segment may not exist yet (the agent is starting).
+        let read = match clock.take().map_or_else(|| from.open(Mode::Strict, cfg), Ok) {
+            Ok(c) => Ok(clock.insert(c).now()),
+            Err(e) => Err(e),
+        };
+        let why = match read {
+            Ok(Ok(t)) if t.status == skewd::core::model::Status::Synchronized && t.epsilon_ns() <= want => {
+                println!(
+                    "synchronized: error bound {} (at most {}) after {:.1} s",
+                    skewd::human::ns(t.epsilon_ns()),
+                    skewd::human::ns(want),
+                    start.elapsed().as_secs_f64()
+                );
+                return ExitCode::SUCCESS;
+            }
+            Ok(Ok(t)) => format!(
+                "status {}, error bound {} (want synchronized and at most {})",
+                t.status.as_str(),
+                skewd::human::ns(t.epsilon_ns()),
+                skewd::human::ns(want)
+            ),
+            Ok(Err(e)) => format!("{e}"),
+            Err(e) => format!("{e:#}"),
+        };
+        let elapsed = start.elapsed();
+        if !timeout.is_zero() && elapsed >= timeout {
+            eprintln!(
+                "skewd: not synchronized within {}: {why}",
+                humantime::format_duration(timeout)
+            );
+            return ExitCode::FAILURE;
+        }
+        if !quiet {
+            println!("waiting ({:.0} s): {why}", elapsed.as_secs_f64());
+        }
+        let left = if timeout.is_zero() {
+            interval
+        } else {
+            interval.min(timeout - elapsed)
+        };
+        std::thread::sleep(left);
+    }
 }
 
 /// Where to reach the agent: its configured listen address (an

@@ -515,3 +515,64 @@ fn a_metrics_listener_serves_metrics_and_health_only() {
     assert_eq!(get(http, "/v1/now").unwrap().0, 200);
     assert_eq!(get(http, "/metrics").unwrap().0, 200);
 }
+
+#[test]
+fn wait_sync_returns_once_synchronized_and_says_why_not_on_timeout() {
+    let dir = temp_dir("wait-sync");
+    let shm = dir.0.join("clock");
+    let shm_arg = shm.to_str().unwrap().to_owned();
+    let wait = |extra: &[&str]| {
+        std::process::Command::new(skewd_bin())
+            .arg("wait-sync")
+            .args(["--shm", &shm_arg, "--interval", "100ms"])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No agent yet: it waits, then gives up with exit 1 and why.
+    let t = Instant::now();
+    let out = wait(&["--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not synchronized within 1s"), "{err}");
+
+    // Started before the agent, it sees the segment appear and returns.
+    let waiter = std::process::Command::new(skewd_bin())
+        .arg("wait-sync")
+        .args(["--shm", &shm_arg, "--interval", "100ms", "--timeout", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waiter = Guard {
+        child: waiter,
+        name: "wait-sync".into(),
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let servers = honest_fakes(&["127.0.0.125", "127.0.0.126", "127.0.0.127", "127.0.0.128"]);
+    let (_agent, _) = start_agent_in(dir, "wait-sync", &addrs_of(&servers), &["--poll", "1s"], &[]);
+    let status = loop {
+        if let Some(s) = waiter.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(40), "wait-sync never returned");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(waiter.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("waiting (") && out.contains("synchronized: error bound"), "{out}");
+
+    // Synchronized but wider than asked: a timeout that says so.
+    let out = wait(&["--timeout", "1s", "--max-error", "1ns", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "--quiet");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("status synchronized") && err.contains("want synchronized and at most 1 ns"),
+        "{err}"
+    );
+    let out = wait(&["--timeout", "5s"]);
+    assert!(out.status.success(), "{out:?}");
+}
