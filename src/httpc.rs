@@ -1,8 +1,8 @@
-//! A minimal blocking HTTP/1.1 client for the CLI, talking to the local
-//! agent only (no TLS, no redirects, `Connection: close`, capped sizes).
+//! The blocking HTTP client the CLI (and the tests) use to talk to the
+//! local agent: `ureq` without TLS, proxies or redirects, every status code
+//! returned as a response (not an error), bodies capped at 4 MiB.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A response: status code and body.
@@ -14,54 +14,49 @@ pub struct Response {
     pub body: String,
 }
 
-/// Send `method path` to `addr` and read the whole response.
+/// The largest body read.
+const MAX_BODY: u64 = 4 << 20;
+
+/// Send `method path` to `addr` with an empty body and read the whole
+/// response, within `timeout` (connecting within 2 s).
 pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<Response> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    s.set_nodelay(true)?;
-    // One write: `write!` on the stream would send each formatted piece as
-    // its own segment.
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    s.write_all(head.as_bytes())?;
-    let mut raw = Vec::new();
-    s.take(4 << 20).read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response");
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(bad)?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body).ok_or_else(bad)?
-    } else {
-        body.to_owned()
+    let io = |e: ureq::Error| match e {
+        ureq::Error::Io(e) => e,
+        ureq::Error::Timeout(t) => std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("timed out ({t})"),
+        ),
+        e => std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        // The agent is local: an HTTP_PROXY in the environment must not
+        // take the request elsewhere.
+        .proxy(None)
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let uri = format!("http://{addr}{path}");
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(&uri)
+        .header("Content-Length", "0")
+        .body(())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut resp = agent.run(req).map_err(io)?;
+    let code = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_string()
+        .map_err(io)?;
     Ok(Response { code, body })
-}
-
-fn dechunk(mut s: &str) -> Option<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = s.split_once("\r\n")?;
-        let n = usize::from_str_radix(size.trim(), 16).ok()?;
-        if n == 0 {
-            return Some(out);
-        }
-        out.push_str(rest.get(..n)?);
-        s = rest.get(n + 2..)?;
-    }
 }
