@@ -48,6 +48,19 @@ fn clean_is_sound_and_narrow() {
 }
 
 #[test]
+fn public_pool_sources_polled_politely_stay_synchronized() {
+    let r = run("public_pool");
+    assert_sound(&r);
+    // Synchronized from the first burst on, through polls 1024 s apart.
+    assert!(
+        r.checks_by_status[Status::Synchronized as usize] > r.intervals * 99 / 100,
+        "{:?} of {}",
+        r.checks_by_status,
+        r.intervals
+    );
+}
+
+#[test]
 fn lossy_asymmetric_wander_and_ntpd_style_are_sound() {
     for name in [
         "lossy",

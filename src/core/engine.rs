@@ -71,6 +71,28 @@ impl EngineConfig {
             publish_grace: Nanos::from_secs(3),
         }
     }
+
+    /// Stretch the sample age limit and the synchronized status to the
+    /// slowest source's poll ceiling, once `sources` is set: a public-pool
+    /// source settles towards a 1024 s poll, and its samples must not be
+    /// dropped after 8 configured polls, nor the status fall to
+    /// free_running between its polls. Older samples stay sound (they are
+    /// aged like any other); they are only wider.
+    pub fn fit_to_sources(&mut self) {
+        let slowest = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                SourceConfig::Ntp {
+                    public_pool: true, ..
+                } => PollConfig::public_pool(self.poll.poll).max_poll,
+                _ => self.poll.max_poll,
+            })
+            .max()
+            .unwrap_or(self.poll.max_poll);
+        self.max_sample_age = self.max_sample_age.max(Nanos(slowest.0 * 8));
+        self.timetable.free_run_after = self.timetable.free_run_after.max(Nanos(slowest.0 * 4));
+    }
 }
 
 /// What the shell must do.

@@ -9,9 +9,17 @@
 //!
 //! A public-pool source ([`PollConfig::public_pool`], the NTP pool's usage
 //! guidance: no faster than 64 s, an initial burst allowed, back off when
-//! all is well) also settles: after each run of 8 answers in a row its
-//! interval doubles, up to `max_poll` (1024 s); each miss takes one step
-//! back. Named servers have `max_poll == poll` and never settle.
+//! all is well, never ask more often because answers fail) also settles:
+//! after each run of 8 answers in a row its interval doubles, up to
+//! `max_poll`. A miss never shortens it. Named servers have
+//! `max_poll == poll` and never settle.
+//!
+//! The ceiling is 256 s, not the 1024 s ntpd reaches: the interval's
+//! ageing grows with the square of the time since the last sample (the
+//! wander bound D), so in the simulator four pool servers settled at
+//! 1024 s gave a median half-width of 2.8 ms and a p99 of 192 ms, at 256 s
+//! 0.84 ms and 2.2 ms — each server still asked 4 times less often than the
+//! pool's 64 s minimum.
 
 use super::time::{Nanos, Steady};
 
@@ -34,8 +42,9 @@ pub struct PollConfig {
 
 /// The NTP pool's shortest poll interval.
 pub const POOL_MIN_POLL: Nanos = Nanos(64_000_000_000);
-/// The longest interval a settled public-pool source is polled at.
-pub const POOL_MAX_POLL: Nanos = Nanos(1024_000_000_000);
+/// The longest interval a settled public-pool source is polled at (see
+/// the module's notes for why not 1024 s).
+pub const POOL_MAX_POLL: Nanos = Nanos(256_000_000_000);
 /// Answers in a row before a public-pool source's interval doubles.
 pub const SETTLE_AFTER: u32 = 8;
 
@@ -53,7 +62,7 @@ impl PollConfig {
     }
 
     /// A public-pool server's settings for a configured interval `poll`:
-    /// at least 64 s, settling towards 1024 s while it answers, an initial
+    /// at least 64 s, settling towards 256 s while it answers, an initial
     /// burst 2 s apart (like ntpd's iburst, which the pool allows).
     pub fn public_pool(poll: Nanos) -> PollConfig {
         let poll = poll.max(POOL_MIN_POLL);
@@ -253,7 +262,6 @@ impl Poller {
         self.reach <<= 1;
         self.misses += 1;
         self.run = 0;
-        self.settled = self.settled.saturating_sub(1);
         if self.misses.is_multiple_of(4) && self.burst_left == 0 {
             self.backoff = (self.backoff + 1).min(self.cfg.max_backoff);
         }
@@ -305,27 +313,31 @@ mod tests {
     #[test]
     fn the_public_pool_is_polled_politely_and_settles_while_healthy() {
         // Asked for 1 s: the pool gets 64 s at least, after a 4-request
-        // burst 2 s apart, then doublings after each 8 answers up to 1024 s.
+        // burst 2 s apart, then doublings after each 8 answers up to 256 s.
         let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 6 * 3600, |_| false);
         assert_eq!(&sends[..5], &[0, 2, 4, 6, 70]);
         let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps[3..].iter().all(|&g| g >= 64), "{gaps:?}");
-        assert!(gaps.iter().all(|&g| g <= 1024), "{gaps:?}");
-        assert_eq!(*gaps.last().unwrap(), 1024, "{gaps:?}");
+        assert!(gaps.iter().all(|&g| g <= 256), "{gaps:?}");
+        assert_eq!(*gaps.last().unwrap(), 256, "{gaps:?}");
         for w in gaps[3..].windows(2) {
             assert!(w[1] == w[0] || w[1] == 2 * w[0], "{gaps:?}");
         }
-        // Over six hours: a burst, then about 60 requests, where a 16 s
+        // Over six hours: a burst, then about 100 requests, where a 16 s
         // poll would have sent 1350.
-        assert!(sends.len() < 70, "{} requests", sends.len());
+        assert!(sends.len() < 110, "{} requests", sends.len());
 
-        // Misses step it back down, one doubling per miss.
-        let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 6 * 3600, |i| {
-            i % 10 == 9
-        });
+        // A miss never makes it ask more often (the pool's guidance).
+        let miss = |i: usize| i % 10 == 9 || (40..50).contains(&i);
+        let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 12 * 3600, miss);
         let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps[3..].iter().all(|&g| (64..=1024).contains(&g)), "{gaps:?}");
-        assert!(gaps.iter().max() < Some(&1024), "{gaps:?}");
+        for i in 4..gaps.len() {
+            if miss(i) {
+                // gaps[i] follows request i, which went unanswered.
+                assert!(gaps[i] >= gaps[i - 1], "after miss {i}: {gaps:?}");
+            }
+        }
     }
 
     #[test]

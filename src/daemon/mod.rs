@@ -55,7 +55,7 @@ pub async fn run(
         .count();
     if pool > 0 {
         tracing::info!(
-            "{pool} public-pool server(s): polled by the NTP pool's guidance, every 64 s at most and settling towards 1024 s while they answer (name your own servers for faster polls and a narrower interval)"
+            "{pool} public-pool server(s): polled by the NTP pool's guidance, every 64 s at most and settling towards 256 s while they answer (name your own servers for faster polls and a narrower interval)"
         );
     }
     let tolerance = crate::config::tolerance(opts.servers.len());

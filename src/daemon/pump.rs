@@ -101,6 +101,7 @@ impl Pump {
                 public_pool: crate::config::is_public_pool(name),
             })
             .collect();
+        cfg.fit_to_sources();
         cfg.leap_table = state_files::leap_table(&opts.state_dir);
         cfg.rate_hint = state_files::load_drift(
             &opts.state_dir,

@@ -110,6 +110,7 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         down: &[],
         ages_dispersion: false,
         declared_aged: false,
+        public_pool: false,
     };
     v.push(base("ntpd_style", vec![ntpd; 4], hours));
 
@@ -129,6 +130,14 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         ..ntpd
     };
     v.push(base("chrony_declared", vec![chrony; 4], hours));
+
+    // Four public-pool servers: polled every 64 s at first, settling to
+    // 1024 s; the samples and the status must last between their polls.
+    let pool = ServerSpec {
+        public_pool: true,
+        ..ServerSpec::honest(10_000)
+    };
+    v.push(base("public_pool", vec![pool; 4], hours));
 
     // A 1 s poll over a loopback-like path (the integration tests' regime).
     let mut s = base("fast_poll", honest(4), hours);

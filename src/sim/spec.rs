@@ -98,6 +98,9 @@ pub struct ServerSpec {
     /// (`SourceConfig::dispersion_aged_by_server`): a stated assumption that
     /// is only true when `ages_dispersion` is.
     pub declared_aged: bool,
+    /// A server of the public NTP pool: polled by the pool's guidance
+    /// (`SourceConfig::Ntp::public_pool`).
+    pub public_pool: bool,
 }
 
 impl ServerSpec {
@@ -112,6 +115,7 @@ impl ServerSpec {
             down: &[],
             ages_dispersion: false,
             declared_aged: false,
+            public_pool: false,
         }
     }
     /// A liar advertising a tiny root distance.
@@ -125,6 +129,7 @@ impl ServerSpec {
             down: &[],
             ages_dispersion: false,
             declared_aged: false,
+            public_pool: false,
         }
     }
     /// A Byzantine server with `strategy`.

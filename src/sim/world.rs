@@ -130,11 +130,12 @@ pub fn engine_config(sc: &Scenario) -> EngineConfig {
         .iter()
         .map(|s| SourceConfig::Ntp {
             dispersion_aged_by_server: s.declared_aged,
-            public_pool: false,
+            public_pool: s.public_pool,
         })
         .chain(sc.direct.iter().map(|_| SourceConfig::Direct))
         .collect();
     cfg.leap_table = sc.leap_table.clone();
+    cfg.fit_to_sources();
     cfg
 }
 
