@@ -161,6 +161,12 @@ enum Cmd {
         /// The file [default: --config, else /etc/skewd/skewd.toml]
         file: Option<PathBuf>,
     },
+    /// Write the man pages and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The output directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Where a reading command reads from.
@@ -389,6 +395,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     "timestamp {} (leap-free ns) is in the past (waited {} ns, epsilon {} ns)",
                     c.timestamp_leapfree_ns, c.waited_ns, c.epsilon_ns
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::GenerateAssets { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for path in skewd::daemon::assets::generate(cmd, &dir)? {
+                println!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -51,3 +51,5 @@ cargo test --no-default-features --features tokio --lib -- --test-threads=2
 cargo test --no-default-features --doc -- --test-threads=2
 echo "== cargo test --all-features (the simulator and test hooks included)"
 cargo test --all-features -- --test-threads=2
+echo "== the Debian package: packaging/build-deb.sh, then packaging/check-deb.sh (unpacked, never installed)"
+packaging/check-deb.sh
