@@ -93,11 +93,11 @@ const PALETTE: [&str; 8] = [
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:960px;\
 color:#212121;padding:0 1em}h1{display:inline;margin-right:.5em}h2{font-size:1.05em;margin:1.4em 0 .4em}\
-.badge{color:#fff;padding:.2em .6em;border-radius:.3em;font-weight:600;vertical-align:super}\
+.badge{color:#fff;padding:.2em .6em;border-radius:.3em;font-weight:600;vertical-align:super;margin-right:.6em}\
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs div{border:1px solid #ddd;border-radius:.4em;\
 padding:.5em .8em;min-width:12em}.figs b{display:block;font-size:1.3em}.sub,.note{color:#616161;\
 font-size:.9em}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25em .5em;\
-border-bottom:1px solid #eee}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+border-bottom:1px solid #eee}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 svg{background:#fafafa;border:1px solid #eee}svg text{font:11px sans-serif;fill:#424242}\
 .key span{display:inline-block;margin-right:1em}.key i{display:inline-block;width:.8em;height:.8em;\
 margin-right:.3em;border-radius:.15em}";
@@ -282,13 +282,15 @@ impl Frame {
                 W - RIGHT
             );
         }
-        let step = self.span_s / 6.0;
-        for i in 0..=6 {
-            let age = step * i as f64;
-            let (anchor, label) = match i {
+        // A tick every whole number of minutes, at most 7 labels.
+        let span_min = (self.span_s / 60.0).round().max(1.0) as i64;
+        let every = (span_min + 5) / 6;
+        for m in (0..=span_min).step_by(every.max(1) as usize) {
+            let age = m as f64 * 60.0;
+            let (anchor, label) = match m {
                 0 => ("end", "now".to_owned()),
-                6 => ("start", format!("−{} min", (age / 60.0).round())),
-                _ => ("middle", format!("−{} min", (age / 60.0).round())),
+                m if m == span_min => ("start", format!("−{m} min")),
+                m => ("middle", format!("−{m} min")),
             };
             let _ = write!(
                 o,
