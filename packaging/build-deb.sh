@@ -5,13 +5,14 @@
 # into target/deb-assets, then has cargo-deb pack them without building.
 # Prints the .deb's path as its last line. It never installs the package.
 set -euo pipefail
+trap 'echo "build-deb.sh: FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=3.8.0
 target_dir=${CARGO_TARGET_DIR:-target}
 assets=target/deb-assets   # relative to the crate: Cargo.toml's assets name it so
 
-if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+if ! cargo deb --version 2>/dev/null | grep -F "$CARGO_DEB_VERSION" >/dev/null; then
   echo "build-deb.sh: installing cargo-deb $CARGO_DEB_VERSION (once; it stays in ~/.cargo/bin)"
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
@@ -37,7 +38,7 @@ for unit in systemd/*; do
     echo "# .deb). Notes below about /usr/local/bin are for a build from source."
     sed -E 's#^ExecStart=/usr/local/bin/skewd( |$)#ExecStart=/usr/bin/skewd\1#' "$unit"
   } >"$out"
-  if grep '^ExecStart=' "$out" | grep -Eqv '^ExecStart=/usr/bin/skewd( |$)'; then
+  if grep '^ExecStart=' "$out" | grep -Ev '^ExecStart=/usr/bin/skewd( |$)' >/dev/null; then
     echo "build-deb.sh: $unit: an ExecStart= is not /usr/local/bin/skewd; update this script" >&2
     exit 1
   fi

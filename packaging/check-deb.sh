@@ -10,6 +10,9 @@
 # Without dpkg-deb it skips, or fails under SKEWD_REQUIRE_PEERS=1 (as the
 # Rust tests do when a tool they need is missing).
 set -euo pipefail
+# No grep -q or head after a pipe below: under pipefail their early exit can
+# fail the writer with SIGPIPE. Whatever else fails says where.
+trap 'echo "check-deb.sh: FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
@@ -48,7 +51,7 @@ grep -Eq '^ Depends: .*libc6' <<<"$info" || fail "dpkg-deb -I: no Depends on lib
 grep -Eq '^ +[0-9]+ bytes, +[0-9]+ lines +conffiles' <<<"$info" || fail "dpkg-deb -I: no conffiles"
 [ "$(cat "$tmp/DEBIAN/conffiles")" = /etc/skewd/skewd.toml ] ||
   fail "conffiles: $(cat "$tmp/DEBIAN/conffiles")"
-synopsis=$(dpkg-deb -f "$deb" Description | head -n 1)
+synopsis=$(dpkg-deb -f "$deb" Description | sed -n 1p)
 [ ${#synopsis} -le 80 ] || fail "the synopsis is longer than 80 characters: $synopsis"
 version=$(dpkg-deb -f "$deb" Version)
 
@@ -107,7 +110,7 @@ out=$("$bin" --version) || fail "skewd --version failed"
 cmp -s examples/skewd.toml "$root/etc/skewd/skewd.toml" || fail "etc/skewd/skewd.toml is not examples/skewd.toml"
 "$bin" check-config "$root/etc/skewd/skewd.toml" >"$tmp/check-config.out" 2>&1 ||
   fail "skewd check-config on the packaged config: $(cat "$tmp/check-config.out")"
-"$bin" --help | grep -q generate-assets && fail "--help shows the hidden generate-assets"
+"$bin" --help | grep generate-assets >/dev/null && fail "--help shows the hidden generate-assets"
 
 # The units: ExecStart is the packaged binary; apart from that and comments
 # they are the repository's; systemd-analyze verify passes with the binary
@@ -119,7 +122,7 @@ if need systemd-analyze; then
   for f in systemd/*; do
     name=$(basename "$f")
     packaged="$root/usr/lib/systemd/system/$name"
-    if grep '^ExecStart=' "$packaged" | grep -Eqv '^ExecStart=/usr/bin/skewd( |$)'; then
+    if grep '^ExecStart=' "$packaged" | grep -Ev '^ExecStart=/usr/bin/skewd( |$)' >/dev/null; then
       fail "$name: an ExecStart= is not /usr/bin/skewd"
     fi
     diff <(grep -v '^#' "$f" | sed -E 's#^ExecStart=/usr/local/bin/skewd( |$)#ExecStart=/usr/bin/skewd\1#') \
@@ -142,7 +145,7 @@ for f in "$root"/usr/share/man/man1/*.1.gz; do
     grep -q '^NAME' <<<"$text" || fail "$name: no NAME section"
     grep -Eq "^ +$name +- " <<<"$text" || fail "$name: NAME does not name it"
   else
-    zcat "$f" | grep -q '^\.SH NAME' || fail "$name: no NAME section"
+    zcat "$f" | grep '^\.SH NAME' >/dev/null || fail "$name: no NAME section"
   fi
 done
 
