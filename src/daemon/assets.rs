@@ -24,7 +24,14 @@ pub fn generate(cmd: Command, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
-    man_pages(&cmd, dir, &mut written)?;
+    // Every page's footer names the program and its version ("skewd 0.1.0");
+    // clap_mangen's default for a subcommand's page is "run ".
+    let source = format!(
+        "{} {}",
+        cmd.get_name(),
+        cmd.get_version().unwrap_or_default()
+    );
+    man_pages(&cmd, source.trim(), dir, &mut written)?;
     let bin = cmd.get_name().to_owned();
     let mut public = visible(&cmd);
     for shell in SHELLS {
@@ -41,15 +48,20 @@ pub fn generate(cmd: Command, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// `cmd`'s page, then its visible subcommands' pages (depth first).
-fn man_pages(cmd: &Command, dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let man = clap_mangen::Man::new(cmd.clone());
+fn man_pages(
+    cmd: &Command,
+    source: &str,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone()).source(source);
     let path = dir.join(man.get_filename());
     let mut page = Vec::new();
     man.render(&mut page)?;
     std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
     written.push(path);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        man_pages(sub, dir, written)?;
+        man_pages(sub, source, dir, written)?;
     }
     Ok(())
 }
@@ -129,6 +141,8 @@ mod tests {
         let page = std::fs::read_to_string(dir.join("skewd.1")).unwrap();
         assert!(page.contains(".SH NAME"), "{page}");
         assert!(page.contains("check\\-config"), "{page}");
+        let run = std::fs::read_to_string(dir.join("skewd-run.1")).unwrap();
+        assert!(run.contains(".TH skewd-run 1  \"skewd 1.2.3\""), "{run}");
         for p in &written {
             let text = std::fs::read_to_string(p).unwrap();
             assert!(!text.contains("generate-assets"), "{}", p.display());
