@@ -222,6 +222,25 @@ impl Clock {
         Ok(r)
     }
 
+    /// The interval the published model gives for the `CLOCK_MONOTONIC_RAW`
+    /// instant `raw_ns`, with no clock read and none of the reader's
+    /// checks (namespace, suspend, timeline, VMClock): for tools and tests
+    /// that compare readers at one instant (`docs/segment.md`). Not for
+    /// deciding anything about *now*: use [`Clock::now`].
+    pub fn at(&self, raw_ns: i64) -> Result<TimeInterval, ClientError> {
+        let (view, _) = self.reader.view()?;
+        let reading = read::Reading {
+            at: crate::core::time::Steady(raw_ns),
+            extra_ns: 0,
+        };
+        Ok(read::interval(
+            &view,
+            reading,
+            || self.reader.model(),
+            read::unclamped,
+        )?)
+    }
+
     /// The interval that contains true time now.
     #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {

@@ -97,6 +97,10 @@ enum Cmd {
         /// Fast mode: one clock read, no suspend check.
         #[arg(long)]
         fast: bool,
+        /// The interval at this CLOCK_MONOTONIC_RAW instant instead of now,
+        /// without the reader's checks (for comparing readers).
+        #[arg(long, hide = true, value_name = "NS", allow_hyphen_values = true)]
+        at_raw_ns: Option<i64>,
         #[command(flatten)]
         from: Segment,
     },
@@ -304,10 +308,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet,
             from,
         } => Ok(wait_sync(&from, &cfg, max_error, timeout, interval, quiet)),
-        Cmd::Now { json, fast, from } => {
+        Cmd::Now {
+            json,
+            fast,
+            at_raw_ns,
+            from,
+        } => {
             let read = from
                 .open(if fast { Mode::Fast } else { Mode::Strict }, &cfg)
-                .and_then(|c| Ok(c.now()?));
+                .and_then(|c| {
+                    Ok(match at_raw_ns {
+                        Some(x) => c.at(x)?,
+                        None => c.now()?,
+                    })
+                });
             let t = match read {
                 Ok(t) => t,
                 // Scripts asking for JSON get JSON, also when there is no
