@@ -124,7 +124,7 @@ fn alert_rules_check_and_unit_tests_pass() {
 
 #[test]
 fn dashboard_queries_name_only_exported_metrics_or_recording_rules() {
-    let (_servers, _agent, http) = synced_agent("dash", ["127.0.0.74", "127.0.0.75", "127.0.0.76"]);
+    let (servers, _agent, http) = synced_agent("dash", ["127.0.0.74", "127.0.0.75", "127.0.0.76"]);
     let (_, mut known) = exported(http);
     let rules = std::fs::read_to_string(format!("{ROOT}/dashboards/skewd-rules.yml")).unwrap();
     for l in rules.lines() {
@@ -151,11 +151,14 @@ fn dashboard_queries_name_only_exported_metrics_or_recording_rules() {
         .flat_map(|p| p["targets"].as_array().unwrap().iter())
         .map(|t| t["expr"].as_str().unwrap().to_owned())
         .collect();
-    exprs.push(
-        dash["templating"]["list"][1]["definition"]
-            .as_str()
+    // The query variables' definitions (label_values(...)) name metrics too.
+    exprs.extend(
+        dash["templating"]["list"]
+            .as_array()
             .unwrap()
-            .to_owned(),
+            .iter()
+            .filter_map(|v| v["definition"].as_str())
+            .map(str::to_owned),
     );
     let promql_words = [
         "sum",
@@ -204,6 +207,518 @@ fn dashboard_queries_name_only_exported_metrics_or_recording_rules() {
         }
     }
     assert!(exprs.iter().any(|e| e.contains("$instance")));
+
+    // Every query runs on a real Prometheus scraping this agent as job
+    // "skewd", with the variables as Grafana interpolates them (a value
+    // regex-escaped; All as an alternation), and returns series; what the
+    // state panels then show is read through their own value mappings.
+    if !need("prometheus") {
+        return;
+    }
+    let dir = temp_dir("dash-prom");
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: skewd\n    static_configs:\n      - targets: ['{http}']\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Guard {
+        child: Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start prometheus"),
+        name: "prometheus".into(),
+    };
+    let prom: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let instance = format!("({})", http.to_string().replace('.', "\\\\."));
+    let interpolate = |e: &str| e.replace("$job", "skewd").replace("$instance", &instance);
+    let query = |q: &str| -> Vec<serde_json::Value> {
+        let enc: String = q
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let Some((code, body)) = get(prom, &format!("/api/v1/query?query={enc}")) else {
+            return vec![];
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert!(
+            code == 200 || code == 503,
+            "Prometheus refused {q}: {code} {body}"
+        );
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    };
+    // Text a state panel shows for a sample (its first matching value mapping).
+    let shown = |p: &serde_json::Value, sample: &serde_json::Value| -> String {
+        let v = sample["value"][1].as_str().unwrap();
+        p["fieldConfig"]["defaults"]["mappings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|m| m["options"].get(v))
+            .map_or(format!("unmapped {v}"), |r| {
+                r["text"].as_str().unwrap().to_owned()
+            })
+    };
+    let liar = "127.0.0.84:";
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(40), || {
+        for p in panels {
+            for t in p["targets"].as_array().unwrap() {
+                let e = interpolate(t["expr"].as_str().unwrap());
+                let res = query(&e);
+                if res.is_empty() {
+                    last = format!("{}: {e} returns nothing", p["title"]);
+                    return false;
+                }
+                if p["type"] != "state-timeline" {
+                    continue;
+                }
+                // One lane per source, the honest ones too (shown "ok").
+                if e.contains("skewd_source_") && res.len() != servers.len() {
+                    last = format!("{}: {e} returns {} series", p["title"], res.len());
+                    return false;
+                }
+                for r in &res {
+                    let text = shown(p, r);
+                    let want = if e.contains("skewd_clock_status") {
+                        "synchronized"
+                    } else if e.contains("skewd_source_falseticker") {
+                        if r["metric"]["source"].as_str().unwrap().starts_with(liar) {
+                            "falseticker"
+                        } else {
+                            "ok"
+                        }
+                    } else if e.contains("skewd_source_reachable") {
+                        "reachable"
+                    } else if e.starts_with("up{") {
+                        "up"
+                    } else {
+                        panic!("{}: no expectation for {e}", p["title"])
+                    };
+                    if text != want {
+                        last = format!("{}: {r} shows {text:?}, not {want:?}", p["title"]);
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    });
+    assert!(ok, "{last}");
+    // The variables' queries: label_values(SELECTOR, LABEL) finds this agent.
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        let Some(d) = v["definition"].as_str() else {
+            continue;
+        };
+        let (sel, label) = d
+            .strip_prefix("label_values(")
+            .and_then(|d| d.strip_suffix(')'))
+            .and_then(|d| d.rsplit_once(", "))
+            .unwrap_or_else(|| panic!("{d}: not label_values(selector, label)"));
+        let want = match label {
+            "job" => "skewd".to_owned(),
+            "instance" => http.to_string(),
+            _ => panic!("{d}: unexpected variable"),
+        };
+        let found: Vec<_> = query(&interpolate(sel))
+            .iter()
+            .filter_map(|r| r["metric"][label].as_str().map(str::to_owned))
+            .collect();
+        assert!(found.contains(&want), "{d} finds {found:?}, not {want}");
+    }
+}
+
+#[test]
+fn dashboard_imports_filters_and_cannot_read_inverted() {
+    use serde_json::{json, Value};
+    let text = std::fs::read_to_string(format!("{ROOT}/dashboards/skewd.json")).unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let rules = std::fs::read_to_string(format!("{ROOT}/dashboards/skewd-rules.yml")).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no variable {name}"))
+    };
+    let exprs = |p: &Value| -> Vec<String> {
+        p["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Import: a Prometheus data source input, which the data source
+    // variable defaults to, and everything the dashboard needs.
+    let input = dash["__inputs"]
+        .as_array()
+        .expect("__inputs")
+        .iter()
+        .find(|i| i["type"] == "datasource" && i["pluginId"] == "prometheus")
+        .expect("a Prometheus data source input");
+    let ds = var("datasource");
+    assert_eq!(ds["type"], "datasource");
+    assert_eq!(ds["query"], "prometheus");
+    assert_eq!(
+        ds["current"]["value"],
+        format!("${{{}}}", input["name"].as_str().unwrap()),
+        "the data source variable defaults to the one picked on import"
+    );
+    let requires = dash["__requires"].as_array().expect("__requires");
+    let requires = |ty: &str, id: &str| requires.iter().any(|r| r["type"] == ty && r["id"] == id);
+    assert!(requires("grafana", "grafana") && requires("datasource", "prometheus"));
+    for p in panels {
+        let ty = p["type"].as_str().unwrap();
+        assert!(requires("panel", ty), "__requires lacks the {ty} panel");
+    }
+    // Every data source reference, wherever it is, is the variable.
+    fn datasources(v: &Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "datasource" {
+                        out.push(x.clone());
+                    }
+                    datasources(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| datasources(x, out)),
+            _ => {}
+        }
+    }
+    let mut refs = Vec::new();
+    datasources(&dash, &mut refs);
+    let targets: usize = panels.iter().map(|p| exprs(p).len()).sum();
+    assert!(
+        refs.len() >= panels.len() + targets,
+        "{} references",
+        refs.len()
+    );
+    for r in refs {
+        assert_eq!(r, json!({"type": "prometheus", "uid": "${datasource}"}));
+    }
+
+    // The filter: job (default skewd) and instance within it; every metric
+    // in every query carries both, and nothing names a job.
+    let job = var("job");
+    assert_eq!(job["definition"], "label_values(skewd_build_info, job)");
+    assert_eq!(job["query"]["query"], job["definition"]);
+    assert!(job["current"]["value"].to_string().contains("\"skewd\""));
+    let instance = var("instance");
+    assert_eq!(
+        instance["definition"],
+        "label_values(skewd_build_info{job=~\"$job\"}, instance)"
+    );
+    assert_eq!(instance["query"]["query"], instance["definition"]);
+    assert!(
+        !text.contains(r#"job=\"skewd\""#),
+        "a hard-coded job is left"
+    );
+    for p in panels {
+        let title = &p["title"];
+        assert!(!exprs(p).is_empty(), "{title}: no query");
+        for e in exprs(p) {
+            assert!(!e.contains("job=\"skewd\""), "{title}: {e}");
+            assert!(
+                !e.contains("skewd:"),
+                "{title}: {e}: recording rules ignore the filter"
+            );
+            assert!(
+                e.contains("$job") && e.contains("$instance"),
+                "{title}: {e}"
+            );
+            // Each metric name (outside quotes) is followed by the filter.
+            let mut in_quote = false;
+            let masked: String = e
+                .chars()
+                .map(|c| {
+                    if c == '"' {
+                        in_quote = !in_quote;
+                    }
+                    if in_quote || c == '"' {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+            let mut metrics = 0;
+            for (i, _) in masked.match_indices(|c: char| ident(c)) {
+                let word: String = masked[i..].chars().take_while(|&c| ident(c)).collect();
+                if (i > 0 && masked[..i].ends_with(ident))
+                    || !(word.starts_with("skewd") || word == "up")
+                {
+                    continue;
+                }
+                metrics += 1;
+                let selector = e[i + word.len()..].split('}').next().unwrap();
+                assert!(
+                    selector.starts_with('{')
+                        && selector.contains("job=~\"$job\"")
+                        && selector.contains("instance=~\"$instance\""),
+                    "{title}: {word} in {e} ignores the filter"
+                );
+            }
+            assert!(metrics > 0, "{title}: {e} names no metric");
+        }
+    }
+
+    // Every panel: a one-line description naming the alert that relates
+    // (or saying there is none; named alerts exist), a unit or mappings,
+    // thresholds from a base colour, a colour mode.
+    let alerts: BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::trim)
+        .collect();
+    let mappings = |p: &Value| p["fieldConfig"]["defaults"]["mappings"].as_array().cloned();
+    for p in panels {
+        let title = &p["title"];
+        let d = p["description"].as_str().unwrap_or_default();
+        assert!(!d.trim().is_empty() && !d.contains('\n'), "{title}: {d:?}");
+        assert!(
+            d.to_lowercase().contains("alert"),
+            "{title}: {d:?} names no alert"
+        );
+        for w in d.split(|c: char| !c.is_ascii_alphanumeric()) {
+            assert!(
+                !w.starts_with("Skewd") || alerts.contains(w),
+                "{title}: {w} is no alert of skewd-rules.yml"
+            );
+        }
+        let defaults = &p["fieldConfig"]["defaults"];
+        let ty = p["type"].as_str().unwrap();
+        let mapped = mappings(p).is_some_and(|m| !m.is_empty());
+        assert!(
+            defaults["unit"].is_string() || (matches!(ty, "state-timeline" | "stat") && mapped),
+            "{title}: no unit"
+        );
+        assert!(
+            defaults["color"]["mode"].is_string(),
+            "{title}: no colour mode"
+        );
+        let steps = defaults["thresholds"]["steps"]
+            .as_array()
+            .expect("thresholds");
+        assert!(steps[0]["value"].is_null(), "{title}: no base colour");
+        let values: Vec<f64> = steps[1..]
+            .iter()
+            .map(|s| s["value"].as_f64().unwrap())
+            .collect();
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "{title}: {values:?}"
+        );
+        assert!(steps
+            .iter()
+            .all(|s| s["color"].as_str().is_some_and(|c| !c.is_empty())));
+    }
+
+    // The alerts' levels, drawn where their metric is shown: the colour
+    // Grafana gives a value is that of the last step at or below it.
+    let colour_at = |p: &Value, x: f64| -> String {
+        let steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            .as_array()
+            .unwrap();
+        steps
+            .iter()
+            .rev()
+            .find(|s| s["value"].as_f64().is_none_or(|v| v <= x))
+            .unwrap()["color"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let panel = |f: &dyn Fn(&str) -> bool| -> &Value {
+        let found: Vec<&Value> = panels.iter().filter(|p| f(&exprs(p)[0])).collect();
+        assert_eq!(found.len(), 1, "{} panels match", found.len());
+        found[0]
+    };
+    let error_bound = panel(&|e| e.starts_with("skewd_clock_error_bound_seconds{"));
+    let offset = panel(&|e| e.starts_with("skewd_clock_offset_seconds{"));
+    let fleet = panel(&|e| {
+        e.starts_with("max(skewd_clock_offset_seconds{")
+            && e.contains(") - min(skewd_clock_offset_seconds{")
+    });
+    // (panel, value, colour): SkewdErrorBoundHigh > 10 ms,
+    // SkewdClockSkewHigh abs > 100 ms, SkewdFleetSkew > 50 ms.
+    for (p, x, want) in [
+        (error_bound, 0.0005, "green"),
+        (error_bound, 0.002, "yellow"),
+        (error_bound, 0.0099, "yellow"),
+        (error_bound, 0.0101, "red"),
+        (offset, 0.0, "green"),
+        (offset, 0.099, "green"),
+        (offset, -0.099, "green"),
+        (offset, 0.101, "red"),
+        (offset, -0.101, "red"),
+        (fleet, 0.0, "green"),
+        (fleet, 0.049, "green"),
+        (fleet, 0.051, "red"),
+    ] {
+        assert_eq!(colour_at(p, x), want, "{} at {x}", p["title"]);
+        let style = &p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"];
+        assert!(
+            style.is_string() && style != "off",
+            "{}: thresholds not drawn",
+            p["title"]
+        );
+    }
+
+    // State panels: what Grafana shows for a value is its first matching
+    // mapping; 0 and 1 (or each status) get a text and a colour, the bad one
+    // red, and the thresholds agree should the mappings be lost.
+    let shown = |p: &Value, x: f64| -> Option<(String, String)> {
+        mappings(p).unwrap().iter().find_map(|m| {
+            let r = match m["type"].as_str().unwrap() {
+                "value" => m["options"].get(format!("{x}"))?,
+                "range" => {
+                    let o = &m["options"];
+                    let inside = o["from"].as_f64().is_none_or(|f| f <= x)
+                        && o["to"].as_f64().is_none_or(|t| x <= t);
+                    inside.then_some(&o["result"])?
+                }
+                _ => return None,
+            };
+            Some((
+                r["text"].as_str()?.to_owned(),
+                r["color"].as_str()?.to_owned(),
+            ))
+        })
+    };
+    let states = ["synchronized", "free_running", "disrupted", "unknown"];
+    let mut seen = BTreeSet::new();
+    for p in panels.iter().filter(|p| p["type"] == "state-timeline") {
+        let title = &p["title"];
+        let e = &exprs(p)[0];
+        assert_eq!(exprs(p).len(), 1, "{title}: one query, one value per lane");
+        let two: &[(&str, &str, &str)] = if e.starts_with("skewd_source_falseticker{") {
+            &[("0", "ok", "green"), ("1", "falseticker", "red")]
+        } else if e.starts_with("skewd_source_reachable{") {
+            &[("0", "unreachable", "red"), ("1", "reachable", "green")]
+        } else if e.starts_with("up{") {
+            &[("0", "down", "red"), ("1", "up", "green")]
+        } else if e.contains("skewd_clock_status{") {
+            &[]
+        } else {
+            panic!("{title}: a state panel this test does not know: {e}")
+        };
+        seen.insert(two.first().map_or("status", |t| t.1));
+        for &(v, text, colour) in two {
+            let x: f64 = v.parse().unwrap();
+            assert_eq!(
+                shown(p, x),
+                Some((text.to_owned(), colour.to_owned())),
+                "{title} at {v}"
+            );
+            assert_eq!(colour_at(p, x), colour, "{title}: thresholds at {v}");
+        }
+        if !two.is_empty() {
+            continue;
+        }
+        // The status lane: each status series weighted (distinct powers of
+        // two, summed), so one name per value and any mixture none.
+        let mut weights = Vec::new();
+        for (s, colour) in states.iter().zip(["green", "orange", "red", ""]) {
+            let pat = format!("status=\"{s}\"}} * ");
+            let at = e
+                .find(&pat)
+                .unwrap_or_else(|| panic!("{title}: {e} lacks {pat}"));
+            let w: u32 = e[at + pat.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(w.is_power_of_two(), "{title}: weight {w}");
+            let (text, c) =
+                shown(p, f64::from(w)).unwrap_or_else(|| panic!("{title}: {w} unmapped"));
+            assert_eq!(text, *s, "{title} at {w}");
+            if colour.is_empty() {
+                assert!(
+                    matches!(c.as_str(), "#8e8e8e" | "gray" | "grey" | "text"),
+                    "{s}: {c}"
+                );
+            } else {
+                assert_eq!(c, colour, "{title}: {s}");
+            }
+            weights.push(w);
+        }
+        assert!(
+            e.starts_with("sum by (job, instance) ("),
+            "{title}: one lane per host: {e}"
+        );
+        for (i, a) in weights.iter().enumerate() {
+            assert!(!weights[i + 1..].contains(a), "{title}: weight {a} twice");
+            for b in weights[i + 1..].iter().chain([&0]) {
+                let text = shown(p, f64::from(a + b)).map(|t| t.0);
+                let single = *b == 0;
+                assert_eq!(
+                    text.as_deref().is_some_and(|t| states.contains(&t)),
+                    single,
+                    "{title}: {a}+{b} shows {text:?}"
+                );
+            }
+        }
+        let none = shown(p, 0.0).map(|t| t.0);
+        assert!(
+            none.as_deref().is_none_or(|t| !states.contains(&t)),
+            "{title}: 0 shows {none:?}"
+        );
+    }
+    assert_eq!(seen.len(), 4, "state panels: {seen:?}");
+
+    // Layout: within 24 columns, no two panels overlap, ids unique.
+    let rect = |p: &Value| {
+        let g = &p["gridPos"];
+        let n = |k: &str| {
+            g[k].as_u64()
+                .unwrap_or_else(|| panic!("{}: gridPos.{k}", p["title"]))
+        };
+        (n("x"), n("y"), n("w"), n("h"))
+    };
+    for (i, a) in panels.iter().enumerate() {
+        let (x, y, w, h) = rect(a);
+        assert!(
+            w >= 1 && h >= 1 && x + w <= 24,
+            "{}: {:?}",
+            a["title"],
+            rect(a)
+        );
+        for b in &panels[i + 1..] {
+            let (bx, by, bw, bh) = rect(b);
+            assert!(
+                !(x < bx + bw && bx < x + w && y < by + bh && by < y + h),
+                "{} and {} overlap",
+                a["title"],
+                b["title"]
+            );
+            assert_ne!(a["id"], b["id"], "{} and {}", a["title"], b["title"]);
+        }
+    }
 }
 
 #[test]
