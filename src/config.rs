@@ -481,7 +481,15 @@ mod tests {
             .engine_config()
             .sources
             .iter()
-            .map(|s| matches!(s, SourceConfig::Ntp { public_pool: true, .. }))
+            .map(|s| {
+                matches!(
+                    s,
+                    SourceConfig::Ntp {
+                        public_pool: true,
+                        ..
+                    }
+                )
+            })
             .collect();
         assert_eq!(pools, [true, false]);
     }

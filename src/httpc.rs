@@ -27,10 +27,9 @@ pub fn request(
 ) -> std::io::Result<Response> {
     let io = |e: ureq::Error| match e {
         ureq::Error::Io(e) => e,
-        ureq::Error::Timeout(t) => std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("timed out ({t})"),
-        ),
+        ureq::Error::Timeout(t) => {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("timed out ({t})"))
+        }
         e => std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()

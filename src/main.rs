@@ -454,12 +454,18 @@ fn wait_sync(
     let mut clock: Option<Clock> = None;
     loop {
         // The segment may not exist yet (the agent is starting).
-        let read = match clock.take().map_or_else(|| from.open(Mode::Strict, cfg), Ok) {
+        let read = match clock
+            .take()
+            .map_or_else(|| from.open(Mode::Strict, cfg), Ok)
+        {
             Ok(c) => Ok(clock.insert(c).now()),
             Err(e) => Err(e),
         };
         let why = match read {
-            Ok(Ok(t)) if t.status == skewd::core::model::Status::Synchronized && t.epsilon_ns() <= want => {
+            Ok(Ok(t))
+                if t.status == skewd::core::model::Status::Synchronized
+                    && t.epsilon_ns() <= want =>
+            {
                 println!(
                     "synchronized: error bound {} (at most {}) after {:.1} s",
                     skewd::human::ns(t.epsilon_ns()),

@@ -492,11 +492,16 @@ fn a_metrics_listener_serves_metrics_and_health_only() {
         &addrs_of(&servers),
         &["--poll", "1s", "--metrics-listen", &m],
     );
-    assert!(wait_until(Duration::from_secs(15), || get(metrics, "/readyz")
-        .is_some_and(|r| r.0 == 200)));
+    assert!(wait_until(Duration::from_secs(15), || get(
+        metrics, "/readyz"
+    )
+    .is_some_and(|r| r.0 == 200)));
     let (code, body) = get(metrics, "/metrics").unwrap();
     assert_eq!(code, 200);
-    assert!(body.contains("skewd_clock_status{status=\"synchronized\"} 1"), "{body}");
+    assert!(
+        body.contains("skewd_clock_status{status=\"synchronized\"} 1"),
+        "{body}"
+    );
     for path in ["/livez", "/healthz"] {
         assert_eq!(get(metrics, path).unwrap().0, 200, "{path}");
     }
@@ -551,18 +556,30 @@ fn wait_sync_returns_once_synchronized_and_says_why_not_on_timeout() {
     };
     std::thread::sleep(Duration::from_millis(500));
     let servers = honest_fakes(&["127.0.0.125", "127.0.0.126", "127.0.0.127", "127.0.0.128"]);
-    let (_agent, _) = start_agent_in(dir, "wait-sync", &addrs_of(&servers), &["--poll", "1s"], &[]);
+    let (_agent, _) = start_agent_in(
+        dir,
+        "wait-sync",
+        &addrs_of(&servers),
+        &["--poll", "1s"],
+        &[],
+    );
     let status = loop {
         if let Some(s) = waiter.child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(40), "wait-sync never returned");
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "wait-sync never returned"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut out = String::new();
     std::io::Read::read_to_string(waiter.child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(status.success(), "{out}");
-    assert!(out.contains("waiting (") && out.contains("synchronized: error bound"), "{out}");
+    assert!(
+        out.contains("waiting (") && out.contains("synchronized: error bound"),
+        "{out}"
+    );
 
     // Synchronized but wider than asked: a timeout that says so.
     let out = wait(&["--timeout", "1s", "--max-error", "1ns", "--quiet"]);

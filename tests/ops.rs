@@ -754,7 +754,27 @@ fn systemd_unit_verifies_and_is_sandboxed() {
     // port).
     let socket = dir.join("skewd.socket");
     std::fs::copy(format!("{ROOT}/systemd/skewd.socket"), &socket).unwrap();
-    for unit in [&path, &socket] {
+    // The unit other services order after at boot.
+    let wait = dir.join("skewd-wait-sync.service");
+    let wait_unit =
+        std::fs::read_to_string(format!("{ROOT}/systemd/skewd-wait-sync.service")).unwrap();
+    for k in [
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "After=skewd.service",
+        "wait-sync",
+    ] {
+        assert!(
+            wait_unit.contains(k),
+            "{k} missing from skewd-wait-sync.service"
+        );
+    }
+    std::fs::write(
+        &wait,
+        wait_unit.replace("/usr/local/bin/skewd", env!("CARGO_BIN_EXE_skewd")),
+    )
+    .unwrap();
+    for unit in [&path, &socket, &wait] {
         let out = Command::new("systemd-analyze")
             .arg("verify")
             .arg(unit)

@@ -12,6 +12,9 @@ command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkgconf)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tests/run.sh: installing ${need[*]}"
@@ -40,8 +43,8 @@ fi
 export SKEWD_REQUIRE_PEERS=1
 export CARGO_TERM_COLOR=never
 
-echo "== cargo fmt --check"
-cargo fmt --check
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings (default features, then all)"
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --all-features -- -D warnings
@@ -49,6 +52,10 @@ echo "== the client alone: cargo clippy/test --no-default-features"
 cargo clippy --no-default-features --lib -- -D warnings
 cargo test --no-default-features --features tokio --lib -- --test-threads=2
 cargo test --no-default-features --doc -- --test-threads=2
+echo "== the C ABI (clients/c): clippy, its unit tests (the header in sync), the libraries"
+cargo clippy -p skewd-c --all-targets -- -D warnings
+cargo test -p skewd-c -- --test-threads=2
+cargo build --release --workspace
 echo "== cargo test --all-features (the simulator and test hooks included)"
 cargo test --all-features -- --test-threads=2
 echo "== the Debian package: packaging/build-deb.sh, then packaging/check-deb.sh (unpacked, never installed)"

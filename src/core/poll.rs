@@ -219,7 +219,9 @@ impl Poller {
         self.misses = 0;
         self.backoff = 0;
         self.run += 1;
-        if self.run >= SETTLE_AFTER && Nanos(self.cfg.poll.0 << (self.settled + 1)) <= self.cfg.max_poll {
+        if self.run >= SETTLE_AFTER
+            && Nanos(self.cfg.poll.0 << (self.settled + 1)) <= self.cfg.max_poll
+        {
             self.settled += 1;
             self.run = 0;
         }
@@ -314,7 +316,11 @@ mod tests {
     fn the_public_pool_is_polled_politely_and_settles_while_healthy() {
         // Asked for 1 s: the pool gets 64 s at least, after a 4-request
         // burst 2 s apart, then doublings after each 8 answers up to 256 s.
-        let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 6 * 3600, |_| false);
+        let sends = answered_sends(
+            PollConfig::public_pool(Nanos::from_secs(1)),
+            6 * 3600,
+            |_| false,
+        );
         assert_eq!(&sends[..5], &[0, 2, 4, 6, 70]);
         let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps[3..].iter().all(|&g| g >= 64), "{gaps:?}");
@@ -329,9 +335,16 @@ mod tests {
 
         // A miss never makes it ask more often (the pool's guidance).
         let miss = |i: usize| i % 10 == 9 || (40..50).contains(&i);
-        let sends = answered_sends(PollConfig::public_pool(Nanos::from_secs(1)), 12 * 3600, miss);
+        let sends = answered_sends(
+            PollConfig::public_pool(Nanos::from_secs(1)),
+            12 * 3600,
+            miss,
+        );
         let gaps: Vec<i64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps[3..].iter().all(|&g| (64..=1024).contains(&g)), "{gaps:?}");
+        assert!(
+            gaps[3..].iter().all(|&g| (64..=1024).contains(&g)),
+            "{gaps:?}"
+        );
         for i in 4..gaps.len() {
             if miss(i) {
                 // gaps[i] follows request i, which went unanswered.

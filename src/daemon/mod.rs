@@ -88,20 +88,23 @@ pub async fn run(
             crate::serve::serve(l, router, limits, http_counts, http_stop).await;
         }
     });
-    let metrics_server = opts.metrics_listen.zip(metrics_limits).map(|(addr, limits)| {
-        let router = crate::http::metrics_router(shared.clone());
-        let counts = shared.http.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            if let Some(l) = listen::bind_retrying(addr, &mut stop).await {
-                tracing::info!(
-                    "serving metrics and health checks only on http://{}",
-                    l.local_addr().map_or(addr, |a| a)
-                );
-                crate::serve::serve(l, router, limits, counts, stop).await;
-            }
-        })
-    });
+    let metrics_server = opts
+        .metrics_listen
+        .zip(metrics_limits)
+        .map(|(addr, limits)| {
+            let router = crate::http::metrics_router(shared.clone());
+            let counts = shared.http.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                if let Some(l) = listen::bind_retrying(addr, &mut stop).await {
+                    tracing::info!(
+                        "serving metrics and health checks only on http://{}",
+                        l.local_addr().map_or(addr, |a| a)
+                    );
+                    crate::serve::serve(l, router, limits, counts, stop).await;
+                }
+            })
+        });
     shutdown.await;
     tracing::info!("stopping");
     notify::send(&[notify::State::Stopping]);
