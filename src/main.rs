@@ -196,7 +196,7 @@ impl Segment {
         };
         let clock = Clock::open_with(&path, mode)?;
         Ok(match &self.vmclock {
-            Some(p) => clock.with_vmclock(&p)?,
+            Some(p) => clock.with_vmclock(p)?,
             None => clock,
         })
     }
