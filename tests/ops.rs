@@ -99,6 +99,57 @@ fn live_metrics_pass_promtool_and_name_the_contract() {
     );
 }
 
+/// Every alert has a `runbook_url` whose section exists in
+/// docs/runbook.md, and a promtool case that fires it.
+#[test]
+fn every_alert_has_a_runbook_section_and_a_firing_case() {
+    let rules = std::fs::read_to_string(format!("{ROOT}/dashboards/skewd-rules.yml")).unwrap();
+    let runbook = std::fs::read_to_string(format!("{ROOT}/docs/runbook.md")).unwrap();
+    let cases = std::fs::read_to_string(format!("{ROOT}/dashboards/skewd-rules.test.yml")).unwrap();
+    // GitHub-style anchors of the runbook's headings.
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    let urls: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .map(|u| u.trim_matches('"'))
+        .collect();
+    assert_eq!(urls.len(), alerts.len(), "one runbook_url per alert");
+    for (alert, url) in alerts.iter().zip(&urls) {
+        let (file, anchor) = url.split_once('#').expect("an anchor");
+        assert_eq!(file, "file:///usr/share/doc/skewd/runbook.md");
+        assert_eq!(anchor, alert.to_lowercase(), "{alert}'s runbook_url");
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "no section {anchor} in docs/runbook.md"
+        );
+        // A case where it fires (exp_alerts with labels), besides the silent ones.
+        let fires = cases.split("alertname: ").skip(1).any(|c| {
+            c.starts_with(alert) && {
+                let rest = &c[alert.len()..];
+                let next = rest.find("alertname").unwrap_or(rest.len());
+                rest[..next].contains("exp_labels")
+            }
+        });
+        assert!(fires, "no promtool case fires {alert}");
+    }
+}
+
 #[test]
 fn alert_rules_check_and_unit_tests_pass() {
     if !need("promtool") {
