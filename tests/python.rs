@@ -28,6 +28,7 @@ const LEAP_DELTA: usize = 144;
 const OFFS_BOOT: usize = 152;
 const CROSS_D: usize = 240;
 const WRITTEN_AT: usize = 248;
+const TIMENS_INO: usize = 264;
 const VERSION: usize = 8;
 
 const F_MODEL: u32 = 1;
@@ -451,6 +452,15 @@ fn python_and_rust_refuse_the_same_segments() {
             with(&|b| set_u32(b, FLAGS, get_u32(&snap, FLAGS) & !F_MODEL)),
             0o644,
             "no model",
+        ),
+        (
+            "timens",
+            with(&|b| {
+                let ino = get_u64(&snap, TIMENS_INO) ^ 0x5a5a;
+                b[TIMENS_INO..TIMENS_INO + 8].copy_from_slice(&ino.to_ne_bytes());
+            }),
+            0o644,
+            "another time namespace",
         ),
         ("truncated", snap[..100].to_vec(), 0o644, "truncated"),
         ("groupwritable", snap.clone(), 0o664, "not trusted"),
