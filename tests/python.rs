@@ -363,7 +363,7 @@ fn python_now_contains_true_time() {
     }
     // The module's after/before.
     let probe = format!(
-        "import sys; sys.path.insert(0, {dir:?}); import skewd, time\n\
+        "import sys; sys.dont_write_bytecode = True; sys.path.insert(0, {dir:?}); import skewd, time\n\
          c = skewd.Clock({shm:?})\n\
          t = time.clock_gettime_ns(time.CLOCK_REALTIME)\n\
          assert c.after(t - 10**9) and c.before(t + 10**9), c.now()\n\
@@ -514,7 +514,7 @@ fn python_and_rust_refuse_the_same_segments() {
     assert_eq!(p["status"], "unknown", "void: python {p} (exit {pc})");
     assert_eq!(r["status"], "unknown", "void: rust {r}");
     let probe = format!(
-        "import sys; sys.path.insert(0, {dir:?}); import skewd\n\
+        "import sys; sys.dont_write_bytecode = True; sys.path.insert(0, {dir:?}); import skewd\n\
          c = skewd.Clock({shm:?})\n\
          try:\n    c.after(0)\nexcept skewd.NoModel as e:\n    print(e.status)",
         dir = script().parent().unwrap().to_str().unwrap(),
