@@ -530,8 +530,13 @@ fn python_and_rust_refuse_the_same_segments() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A disrupted status is read by both.
-    let disrupted = write_copy(&dir, "disrupted", &with(&|b| set_u32(b, STATUS, 3)), 0o644);
+    // A disrupted status is read by both (the copy never goes void: this
+    // may run seconds after the snapshot on a loaded machine).
+    let disrupted = with(&|b| {
+        set_u32(b, STATUS, 3);
+        set_i64(b, VOID_AFTER, i64::MAX);
+    });
+    let disrupted = write_copy(&dir, "disrupted", &disrupted, 0o644);
     let shm = disrupted.to_str().unwrap();
     let (_, p) = py(&["now", "--json", "--shm", shm]);
     let (_, r) = rust_now(&["--shm", shm]);
