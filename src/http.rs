@@ -326,6 +326,8 @@ struct SourceJson {
     replies_unexpected: u64,
     replies_implausible: u64,
     kernel_stamp_fallbacks: u64,
+    kernel_tx_stamps: u64,
+    kernel_tx_stamp_fallbacks: u64,
     poll_interval_s: f64,
     duplicate_of: Option<String>,
 }
@@ -359,6 +361,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
             replies_unexpected: v.report.counters.unexpected,
             replies_implausible: v.report.counters.implausible,
             kernel_stamp_fallbacks: v.report.counters.kernel_stamp_fallbacks,
+            kernel_tx_stamps: v.report.counters.kernel_tx_stamps,
+            kernel_tx_stamp_fallbacks: v.report.counters.kernel_tx_stamp_fallbacks,
             poll_interval_s: v.report.poll.0 as f64 / 1e9,
             duplicate_of: v.duplicate_of.clone(),
         })

@@ -10,7 +10,9 @@
 use crate::clock;
 use crate::core::stamps::{ClockPair, SentStamps};
 use crate::core::time::{RefTime, Steady};
-use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, TimestampingFlag,
+};
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -37,6 +39,9 @@ pub struct Incoming {
     pub kernel_stamp: Option<RefTime>,
     /// A REALTIME/steady pair read right after `received_at`.
     pub after: ClockPair,
+    /// The kernel's transmit stamp (REALTIME) of the latest request sent on
+    /// this socket, from its error queue, when enabled and given.
+    pub sent_kernel: Option<RefTime>,
 }
 
 /// One configured server and its socket.
@@ -148,6 +153,17 @@ impl Slot {
         let send_sock = std_sock.try_clone()?;
         let stamps = self.kernel_timestamps
             && setsockopt(&std_sock, sockopt::ReceiveTimestampns, &true).is_ok();
+        // Transmit stamps on the error queue, the stamp alone (no copy of
+        // the request): t1 as the request left the stack.
+        let tx_stamps = stamps
+            && setsockopt(
+                &std_sock,
+                sockopt::Timestamping,
+                &(TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
+                    | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
+                    | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY),
+            )
+            .is_ok();
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
         if let Some(t) = self.task.take() {
             t.abort();
@@ -157,10 +173,21 @@ impl Slot {
         let rx_sock = sock.clone();
         self.task = Some(tokio::spawn(async move {
             let mut buf = [0u8; 128];
+            let mut sent_kernel = None;
             loop {
                 let got = if stamps {
                     rx_sock
-                        .async_io(Interest::READABLE, || recv_with_stamp(&rx_sock, &mut buf))
+                        .async_io(Interest::READABLE, || {
+                            // The error queue first: it is what woke us as
+                            // often as a reply, and the reply needs the
+                            // stamp of its request.
+                            if tx_stamps {
+                                if let Some(t) = drain_tx_stamps(&rx_sock) {
+                                    sent_kernel = Some(t);
+                                }
+                            }
+                            recv_with_stamp(&rx_sock, &mut buf)
+                        })
                         .await
                 } else {
                     rx_sock.recv(&mut buf).await.map(|n| (n, None))
@@ -181,6 +208,7 @@ impl Slot {
                                 realtime: p.realtime,
                                 span: p.span,
                             },
+                            sent_kernel,
                         };
                         if tx.send(msg).await.is_err() {
                             return;
@@ -234,11 +262,47 @@ impl Slot {
     }
 }
 
+fn ns_of(ts: &nix::sys::time::TimeSpec) -> RefTime {
+    RefTime(ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128)
+}
+
+/// Read the socket's error queue empty; the software transmit stamp of the
+/// last entry, if any (entries come in send order).
+fn drain_tx_stamps(sock: &UdpSocket) -> Option<RefTime> {
+    let mut last = None;
+    // A few entries at most: one request is in flight per source.
+    for _ in 0..16 {
+        let mut buf = [0u8; 64];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut space = vec![0u8; 256];
+        let Ok(msg) = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        ) else {
+            break;
+        };
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampsns(ts) = c {
+                    if ts.system.tv_sec() != 0 || ts.system.tv_nsec() != 0 {
+                        last = Some(ns_of(&ts.system));
+                    }
+                }
+            }
+        }
+    }
+    last
+}
+
 /// One non-blocking `recvmsg`, returning the datagram length and the
 /// kernel's SCM_TIMESTAMPNS stamp if present.
 fn recv_with_stamp(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<RefTime>)> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    // Room for SCM_TIMESTAMPING too, which SO_TIMESTAMPING's reporting flag
+    // may add beside SCM_TIMESTAMPNS.
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec, [nix::sys::time::TimeSpec; 3]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
@@ -250,9 +314,7 @@ fn recv_with_stamp(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, 
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
             if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                stamp = Some(RefTime(
-                    ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128,
-                ));
+                stamp = Some(ns_of(&ts));
             }
         }
     }

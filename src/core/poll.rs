@@ -102,6 +102,12 @@ pub struct Counters {
     /// (REALTIME set during the exchange, or inconsistent): the userspace
     /// stamp was used instead.
     pub kernel_stamp_fallbacks: u64,
+    /// Replies whose request's kernel transmit stamp was refused (a clock
+    /// set, or REALTIME inconsistent with the steady clock): the userspace
+    /// send stamp was used.
+    pub kernel_tx_stamp_fallbacks: u64,
+    /// Replies whose t1 came from the kernel's transmit stamp.
+    pub kernel_tx_stamps: u64,
 }
 
 /// One source's schedule.

@@ -1,7 +1,10 @@
 //! The instants the shell reads around one exchange, and the choice of the
-//! receive instant t4 from them: the kernel's receive stamp (CLOCK_REALTIME)
-//! mapped onto the steady timeline when that is sound, else the userspace
-//! stamp. Kind-neutral: any source that timestamps datagrams uses it.
+//! send instant t1 and the receive instant t4 from them: the kernel's
+//! transmit and receive stamps (CLOCK_REALTIME) mapped onto the steady
+//! timeline when that is sound, else the userspace stamps. t1 must never be
+//! later than the request's departure, t4 never earlier than the reply's
+//! arrival: each kernel stamp is mapped to the bound on its safe side.
+//! Kind-neutral: any source that timestamps datagrams uses it.
 
 use super::time::{rate_spread_ceil, Nanos, Rate, RefTime, Steady};
 
@@ -58,6 +61,12 @@ pub struct RxStamps {
     /// short a round trip, and a model from before it is early by the
     /// sleep).
     pub boot_offset: Option<(i64, i64)>,
+    /// The kernel's transmit stamp (CLOCK_REALTIME as the request left the
+    /// stack) of the latest request sent on this socket, read from its
+    /// error queue by the time the reply came. A stamp of an earlier
+    /// request is earlier still: as a lower bound of this departure it
+    /// stays sound, only less useful.
+    pub sent_kernel: Option<RefTime>,
 }
 
 impl RxStamps {
@@ -69,6 +78,7 @@ impl RxStamps {
             pair: None,
             clock_sets: None,
             boot_offset: None,
+            sent_kernel: None,
         }
     }
 }
@@ -91,6 +101,94 @@ pub enum StampFallback {
     Inconsistent,
     /// The mapped instant is not after the send.
     OutOfRange,
+}
+
+/// REALTIME − steady of a pair.
+fn offset(p: &ClockPair) -> i128 {
+    p.realtime.0 - p.steady.0 as i128
+}
+
+/// The kernel stamp and the two pairs around the exchange, and whether
+/// every REALTIME set between them would have been seen; refused when a set
+/// was seen, or when REALTIME moved against the steady clock between the
+/// pairs by more than slewing allows (a set the watcher may report late,
+/// such as the kernel's own leap).
+fn pairs(
+    stamp: Option<RefTime>,
+    sent: &SentStamps,
+    rx: &RxStamps,
+) -> Result<(RefTime, ClockPair, ClockPair, bool), StampFallback> {
+    let (Some(stamp), Some(before), Some(after)) = (stamp, sent.pair, rx.pair) else {
+        return Err(StampFallback::Missing);
+    };
+    let watched = match (sent.clock_sets, rx.clock_sets) {
+        (Some(a), Some(b)) if a != b => return Err(StampFallback::ClockSet),
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    let elapsed = after.steady.since(before.steady);
+    if elapsed.0 < 0 {
+        return Err(StampFallback::Inconsistent);
+    }
+    let allowed =
+        rate_spread_ceil(REALTIME_RATE_BOUND, elapsed).0 + before.span.0 + after.span.0 + 1_000;
+    if (offset(&after) - offset(&before)).abs() > allowed {
+        return Err(StampFallback::Inconsistent);
+    }
+    Ok((stamp, before, after, watched))
+}
+
+/// The send instant t1 of an exchange: the kernel's transmit stamp mapped
+/// onto the steady timeline as an instant no later than the departure, when
+/// that is sound and later than the userspace stamp (read before `send()`),
+/// else the userspace stamp. Either is a lower bound of the departure.
+pub fn send_instant(sent: &SentStamps, rx: &RxStamps) -> (Steady, Option<StampFallback>) {
+    match map_tx_stamp(sent, rx) {
+        Ok(t) => (t.max(sent.at), None),
+        Err(why) => (sent.at, Some(why)),
+    }
+}
+
+/// Map a kernel transmit stamp (REALTIME as the request left the stack)
+/// onto the steady timeline as an instant no later than the departure.
+///
+/// From the pair read before `send()` (at `tb`, its REALTIME read within
+/// `span/2` of it): REALTIME − RAW at the departure is within
+/// `rate × (departure − tb + span/2)` of the pair's, so the departure is at
+/// least `est − span/2 − rate × (max(0, est − tb) + span/2)` where `est`
+/// maps the stamp with that pair. Without a watcher, a step between the pairs
+/// could make either pair wrong at the departure: the earlier of the two
+/// lower bounds is taken (from the pair after `recv()`, with the departure
+/// between the userspace send stamp and that pair).
+pub fn map_tx_stamp(sent: &SentStamps, rx: &RxStamps) -> Result<Steady, StampFallback> {
+    let (stamp, before, after, watched) = pairs(rx.sent_kernel, sent, rx)?;
+    let tb = before.steady.0 as i128;
+    let est_b = stamp.0 - offset(&before);
+    let lb_b = est_b
+        - rate_spread_ceil(
+            REALTIME_RATE_BOUND,
+            Nanos((est_b - tb).max(0) + (before.span.0 + 1) / 2),
+        )
+        .0
+        - (before.span.0 + 1) / 2
+        - 1;
+    let t1 = if watched {
+        lb_b
+    } else {
+        let ta = after.steady.0 as i128 + (after.span.0 + 1) / 2;
+        let est_a = stamp.0 - offset(&after);
+        let reach = (ta - sent.at.0 as i128).max(0);
+        let lb_a = est_a
+            - rate_spread_ceil(REALTIME_RATE_BOUND, Nanos(reach)).0
+            - (after.span.0 + 1) / 2
+            - 1;
+        lb_a.min(lb_b)
+    };
+    // The request cannot have left after the reply came back.
+    if t1 >= rx.at.0 as i128 {
+        return Err(StampFallback::OutOfRange);
+    }
+    Ok(Steady(t1.max(i64::MIN as i128) as i64))
 }
 
 /// The receive instant t4 of an exchange: the kernel stamp mapped onto the
@@ -117,32 +215,19 @@ pub fn receive_instant(sent: &SentStamps, rx: &RxStamps) -> (Steady, Option<Stam
 /// change between the pairs beyond the drift bound is refused in any case
 /// (a set the watcher may report late, such as the kernel's own leap).
 pub fn map_rx_stamp(sent: &SentStamps, rx: &RxStamps) -> Result<Steady, StampFallback> {
-    let (Some(stamp), Some(before), Some(after)) = (rx.kernel, sent.pair, rx.pair) else {
-        return Err(StampFallback::Missing);
-    };
-    let watched = match (sent.clock_sets, rx.clock_sets) {
-        (Some(a), Some(b)) if a != b => return Err(StampFallback::ClockSet),
-        (Some(_), Some(_)) => true,
-        _ => false,
-    };
-    let off_b = before.realtime.0 - before.steady.0 as i128;
-    let off_a = after.realtime.0 - after.steady.0 as i128;
-    let elapsed = after.steady.since(before.steady);
-    if elapsed.0 < 0 {
-        return Err(StampFallback::Inconsistent);
-    }
-    let allowed =
-        rate_spread_ceil(REALTIME_RATE_BOUND, elapsed).0 + before.span.0 + after.span.0 + 1_000;
-    if (off_a - off_b).abs() > allowed {
-        return Err(StampFallback::Inconsistent);
-    }
+    let (stamp, before, after, watched) = pairs(rx.kernel, sent, rx)?;
+    let (off_b, off_a) = (offset(&before), offset(&after));
     let ta = after.steady.0 as i128;
     // From the pair after recv(): REALTIME - RAW at the arrival is at least
     // off_a - rate * (ta - arrival), so arrival <= est + rate * (ta - est)
     // (when the arrival is after est; before it, est bounds it already).
     let est_a = stamp.0 - off_a;
     let ub_a = est_a
-        + rate_spread_ceil(REALTIME_RATE_BOUND, Nanos((ta - est_a).max(0))).0
+        + rate_spread_ceil(
+            REALTIME_RATE_BOUND,
+            Nanos((ta - est_a).max(0) + (after.span.0 + 1) / 2),
+        )
+        .0
         + (after.span.0 + 1) / 2
         + 1;
     let t4 = if watched {
@@ -152,7 +237,7 @@ pub fn map_rx_stamp(sent: &SentStamps, rx: &RxStamps) -> Result<Steady, StampFal
         // tb), and the arrival is before ta + span/2.
         let est_b = stamp.0 - off_b;
         let tb = before.steady.0 as i128;
-        let reach = (ta + (after.span.0 + 1) / 2 - tb).max(0);
+        let reach = (ta + (after.span.0 + 1) / 2 - tb).max(0) + (before.span.0 + 1) / 2;
         let ub_b = est_b
             + rate_spread_ceil(REALTIME_RATE_BOUND, Nanos(reach)).0
             + (before.span.0 + 1) / 2
@@ -194,6 +279,7 @@ mod rx_tests {
             pair: Some(pair(at + 50, off)),
             clock_sets: sets,
             boot_offset: None,
+            sent_kernel: None,
         }
     }
 
@@ -287,9 +373,89 @@ mod rx_tests {
             let off_at = |x: i64| if x >= step_at { OFF + step } else { OFF };
             let sets = |x: i64| watcher.then_some(u64::from(x >= step_at && step != 0));
             let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100) };
-            let r = RxStamps { at: Steady(t_recv), kernel: Some(RefTime(arrival as i128 + off_at(arrival))), pair: Some(pair(t_recv + 50, off_at(t_recv + 50))), clock_sets: sets(t_recv + 50), boot_offset: None };
+            let r = RxStamps { at: Steady(t_recv), kernel: Some(RefTime(arrival as i128 + off_at(arrival))), pair: Some(pair(t_recv + 50, off_at(t_recv + 50))), clock_sets: sets(t_recv + 50), boot_offset: None, sent_kernel: None };
             let (t4, _) = receive_instant(&s, &r);
             proptest::prop_assert!(t4.0 >= arrival, "t4 {} arrival {}", t4.0, arrival);
+        }
+    }
+
+    #[test]
+    fn a_transmit_stamp_maps_to_no_later_than_the_departure() {
+        // Pair read at 900_000, userspace t1 at 900_100, the request left at
+        // 905_000, the reply was read at 1_030_000.
+        for sets in [Some(3), None] {
+            let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, sets);
+            r.sent_kernel = Some(RefTime(905_000 + OFF));
+            let (t1, why) = send_instant(&sent(900_100, OFF, sets), &r);
+            assert_eq!(why, None);
+            // With a watcher: 10 % of the 5 us since the pair; without, the
+            // pair after recv() may be the valid one, 10 % of 130 us.
+            let slack = if sets.is_some() { 700 } else { 13_200 };
+            assert!(
+                t1.0 <= 905_000 && (t1.0 > 905_000 - slack || t1.0 == 900_100),
+                "{t1:?} with {sets:?}"
+            );
+        }
+        // No stamp, a set, a stamp after the reply: the userspace stamp.
+        let s = sent(900_100, OFF, Some(1));
+        let r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(1));
+        assert_eq!(
+            send_instant(&s, &r),
+            (Steady(900_100), Some(StampFallback::Missing))
+        );
+        let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(2));
+        r.sent_kernel = Some(RefTime(905_000 + OFF));
+        assert_eq!(
+            send_instant(&s, &r),
+            (Steady(900_100), Some(StampFallback::ClockSet))
+        );
+        let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(1));
+        r.sent_kernel = Some(RefTime(2_000_000 + OFF));
+        assert_eq!(
+            send_instant(&s, &r),
+            (Steady(900_100), Some(StampFallback::OutOfRange))
+        );
+        // A stale stamp of an earlier request: the userspace stamp is later.
+        let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(1));
+        r.sent_kernel = Some(RefTime(100_000 + OFF));
+        assert_eq!(send_instant(&s, &r), (Steady(900_100), None));
+    }
+
+    proptest::proptest! {
+        /// Whatever single step happens at whatever instant around the
+        /// exchange, and however REALTIME slews within its bound, t1 is
+        /// never after the departure when the watcher is honest about sets.
+        #[test]
+        fn never_after_the_departure(
+            send_lag in 0i64..1_000_000,
+            rtt in 1_000i64..50_000_000,
+            recv_lag in 0i64..1_000_000,
+            step in -10_000_000_000i128..10_000_000_000,
+            step_frac in 0.0f64..1.0,
+            slew_ppm in -100_000i128..100_000,
+            watcher: bool,
+        ) {
+            let t_send = 1_000_000i64;
+            let departure = t_send + send_lag;
+            let t_recv = departure + rtt + recv_lag;
+            let step_at = t_send - 100 + ((t_recv + 50 - (t_send - 100)) as f64 * step_frac) as i64;
+            // REALTIME - RAW: slewing at slew_ppm from the first pair on, plus the step.
+            let off_at = |x: i64| {
+                OFF + (x as i128 - (t_send - 100) as i128) * slew_ppm / 1_000_000
+                    + if x >= step_at { step } else { 0 }
+            };
+            let sets = |x: i64| watcher.then_some(u64::from(x >= step_at && step != 0));
+            let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100) };
+            let r = RxStamps {
+                at: Steady(t_recv),
+                kernel: None,
+                pair: Some(pair(t_recv + 50, off_at(t_recv + 50))),
+                clock_sets: sets(t_recv + 50),
+                boot_offset: None,
+                sent_kernel: Some(RefTime(departure as i128 + off_at(departure))),
+            };
+            let (t1, _) = send_instant(&s, &r);
+            proptest::prop_assert!(t1.0 <= departure, "t1 {} departure {}", t1.0, departure);
         }
     }
 }

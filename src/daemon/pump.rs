@@ -410,6 +410,7 @@ impl Pump {
                         pair: Some(msg.after),
                         clock_sets: self.clock_sets.as_mut().map(|w| w.poll()),
                         boot_offset: Some(clock::boot_offset()),
+                        sent_kernel: msg.sent_kernel,
                     };
                     let id = SourceId(msg.slot);
                     match self.engine.handle_reply(id, &msg.bytes[..msg.len], &stamps) {

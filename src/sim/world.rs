@@ -119,6 +119,9 @@ pub struct World<'a> {
     honest_width_ns: i128,
     /// The one pending engine wake-up.
     wake_at: Option<i64>,
+    /// Per source, the kernel transmit stamp (REALTIME at departure) of
+    /// its latest request.
+    sent_kernel: Vec<Option<RefTime>>,
 }
 
 /// The engine configuration a scenario describes: its servers as sources,
@@ -191,6 +194,7 @@ impl<'a> World<'a> {
             rate_limit: sc.engine.assumptions.phi_hw.0 * 9 / 10,
             wander,
             wake_at: Some(0),
+            sent_kernel: vec![None; sc.servers.len()],
             leap_true,
             leapfree_offset: sc.leap_table.leapfree_offset_at(RefTime(start_true)).0,
             honest_width_ns,
@@ -280,8 +284,22 @@ impl<'a> World<'a> {
                         clock_sets: self.sets(),
                     };
                     self.engine.handle_sent(source, stamps);
+                    // With kernel stamps, the request leaves the stack a
+                    // moment after the userspace stamp, and the kernel
+                    // stamps that departure.
+                    let departure = if self.sc.stamps.kernel {
+                        let lag = self.exp(self.sc.stamps.recv_lag_mean_ns);
+                        let d = x + lag;
+                        let stamp = self.realtime(d);
+                        if let Some(slot) = self.sent_kernel.get_mut(source.0) {
+                            *slot = Some(stamp);
+                        }
+                        d
+                    } else {
+                        x
+                    };
                     if let Ok(req) = <[u8; 48]>::try_from(packet.as_slice()) {
-                        self.send(x, source.0, req);
+                        self.send(departure, source.0, req);
                     }
                 }
                 Action::Read { source } => self.read_direct(x, source),
@@ -452,6 +470,11 @@ impl<'a> World<'a> {
             pair: w.sc.stamps.kernel.then(|| w.pair(at)),
             clock_sets: w.sets(),
             boot_offset: Some((w.boot_offset, 0)),
+            sent_kernel: if w.sc.stamps.kernel {
+                w.sent_kernel[src]
+            } else {
+                None
+            },
         };
         if self.rng.chance(self.sc.net.replay) && !self.replay_buf.is_empty() {
             let i = self.rng.below(self.replay_buf.len() as u64) as usize;

@@ -8,7 +8,7 @@ use super::exchange::{sample_from_exchange, SampleError, SampleParams};
 use super::packet::{parse_reply, KissCode, Packet, ReplyError, HEADER_LEN};
 use crate::core::poll::{PollConfig, Poller};
 use crate::core::sample::Sample;
-use crate::core::stamps::{receive_instant, RxStamps, SentStamps, StampFallback};
+use crate::core::stamps::{receive_instant, send_instant, RxStamps, SentStamps, StampFallback};
 use crate::core::time::{RefTime, Steady};
 
 /// Why a reply was not turned into a sample.
@@ -166,13 +166,23 @@ impl NtpSource {
         };
         self.in_flight = None;
         let (t4, fallback) = receive_instant(&sent, rx);
-        if matches!(
-            fallback,
-            Some(StampFallback::ClockSet | StampFallback::Inconsistent)
-        ) {
+        let (t1, tx_fallback) = send_instant(&sent, rx);
+        let refused = |f: Option<StampFallback>| {
+            matches!(
+                f,
+                Some(StampFallback::ClockSet | StampFallback::Inconsistent)
+            )
+        };
+        if refused(fallback) {
             self.poller.counters.kernel_stamp_fallbacks += 1;
         }
-        Ok(sample_from_exchange(&p, sent.at, t4, pivot, params)?)
+        if refused(tx_fallback) {
+            self.poller.counters.kernel_tx_stamp_fallbacks += 1;
+        }
+        if rx.sent_kernel.is_some() && tx_fallback.is_none() {
+            self.poller.counters.kernel_tx_stamps += 1;
+        }
+        Ok(sample_from_exchange(&p, t1, t4, pivot, params)?)
     }
 }
 
