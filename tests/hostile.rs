@@ -1128,6 +1128,15 @@ fn a_segment_another_user_planted_is_refused() {
         "skewd now read it: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Their segment right inside the shared sticky directory (no directory
+    // of theirs on the way): refused too (the Python reader's review).
+    let bare = shared.join("clock");
+    std::fs::copy(&shm, &bare).unwrap();
+    std::os::unix::fs::chown(&bare, Some(65534), Some(65534)).unwrap();
+    match Clock::open(&bare) {
+        Err(e) => assert!(e.to_string().contains("right inside"), "{e}"),
+        Ok(c) => panic!("read a planted segment: {:?}", c.now()),
+    }
     assert!(ours.stop().unwrap().success());
 }
 

@@ -172,7 +172,7 @@ fn bad_segments_give_clear_errors() {
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         Reader::open(&path),
-        Err(ShmError::Version { found }) if found == VERSION + 1
+        Err(ShmError::Version { found, .. }) if found == VERSION + 1
     ));
     // A writer killed mid-update: a clear error, and the next daemon start resets it.
     let path = dir.join("mid");

@@ -43,10 +43,12 @@ pub enum ShmError {
     #[error("not a skewd segment (bad magic)")]
     BadMagic,
     /// A layout this reader does not know.
-    #[error("segment layout version {found}, this reader knows {VERSION}")]
+    #[error("segment layout version {found} of {size} bytes, this reader knows version {VERSION} of {SEGMENT_SIZE} bytes")]
     Version {
         /// The version found.
         found: u32,
+        /// The size field found.
+        size: u32,
     },
     /// The writer stayed mid-update (killed while writing, or stalled): the
     /// agent resets the segment when it starts.
@@ -254,6 +256,18 @@ fn trusted(path: &Path, meta: &std::fs::Metadata) -> Result<(), ShmError> {
         return Err(refuse(format!("a symlink owned by uid {}", link.uid())));
     }
     let real = std::fs::canonicalize(path).map_err(|e| refuse(e.to_string()))?;
+    // Right inside a directory everyone can write (a sticky /tmp), a file
+    // of another user's proves nothing: anyone could have put it there —
+    // the rule trusted_dir applies to such a directory's subdirectories.
+    if let Some(parent) = real.parent() {
+        let shared = std::fs::metadata(parent).is_ok_and(|m| m.mode() & 0o002 != 0);
+        if shared && owner != 0 && owner != me {
+            return Err(refuse(format!(
+                "a file of uid {owner} right inside {}, which everyone can write",
+                parent.display()
+            )));
+        }
+    }
     // The directories as named (their symlinks), then where the file is.
     for p in [path, real.as_path()] {
         let dir = match p.parent() {
@@ -296,8 +310,9 @@ impl Reader {
             return Err(ShmError::BadMagic);
         }
         let v = s.version.load(Ordering::Relaxed);
-        if v != VERSION || s.size.load(Ordering::Relaxed) != SEGMENT_SIZE as u32 {
-            return Err(ShmError::Version { found: v });
+        let size = s.size.load(Ordering::Relaxed);
+        if v != VERSION || size != SEGMENT_SIZE as u32 {
+            return Err(ShmError::Version { found: v, size });
         }
         Ok(r)
     }
