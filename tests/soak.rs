@@ -14,32 +14,7 @@ mod common;
 use common::*;
 use skewd::client::Clock;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn chrony_bound_ns(sock: &std::path::Path) -> Option<i64> {
-    let out = Command::new("chronyc")
-        .args(["-h"])
-        .arg(sock)
-        .args(["-n", "tracking"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        eprintln!("chronyc: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let field = |name: &str| -> Option<f64> {
-        let l = text.lines().find(|l| l.starts_with(name))?;
-        l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
-    };
-    let Some(sys) = field("System time") else {
-        eprintln!("chronyc tracking: {}", text.trim());
-        return None;
-    };
-    let disp = field("Root dispersion")?;
-    let delay = field("Root delay")?;
-    Some(((sys.abs() + disp + delay / 2.0) * 1e9) as i64)
-}
 
 #[test]
 fn soak_against_chronyd() {
@@ -70,44 +45,9 @@ fn soak_against_chronyd() {
     addrs.push(liar);
     await_serving(&addrs);
     // chronyd as a client of the same four servers, never touching the clock.
-    let d = dir.join("client");
-    std::fs::create_dir_all(&d).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let sock = d.join("chronyc.sock");
-    let mut directives: Vec<String> = addrs
-        .iter()
-        .map(|a| {
-            format!(
-                "server {} port {} minpoll 0 maxpoll 0 iburst",
-                a.ip(),
-                a.port()
-            )
-        })
-        .collect();
-    directives.push("port 0".into());
-    directives.push(format!("bindcmdaddress {}", sock.display()));
-    let client = Command::new("chronyd")
-        .args(["-x", "-d", "-u", "root", "-f", "/dev/null"])
-        .args(&directives)
-        .arg(format!("pidfile {}/pid", d.display()))
-        .arg(format!("driftfile {}/drift", d.display()))
-        .arg(format!("dumpdir {}", d.display()))
-        .arg(format!("ntsdumpdir {}", d.display()))
-        .arg(format!("logdir {}", d.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(d.join("log")).unwrap())
-        .spawn()
-        .unwrap();
-    let client_log = d.join("log");
-    // chronyc binds its reply socket in /run/chrony: create it for the run
-    // if it is missing (and remove it afterwards).
-    let run_chrony = std::path::Path::new("/run/chrony");
-    let made_run_dir = !run_chrony.exists() && std::fs::create_dir(run_chrony).is_ok();
-    guards.push(Guard {
-        child: client,
-        name: "chrony-client".into(),
-    });
+    let (client, sock, _run_dir) = chrony_client(&dir, &addrs);
+    let client_log = dir.join("client").join("log");
+    guards.push(client);
 
     // SKEWD_SOAK_DECLARE=1: declare the servers as ageing their own root
     // dispersion (chronyd does), via the config file.
@@ -188,9 +128,6 @@ fn soak_against_chronyd() {
         st["bound_violations"],
         source_states(&st)
     );
-    if made_run_dir {
-        let _ = std::fs::remove_dir_all(run_chrony);
-    }
     assert_eq!(bad, 0);
     assert_eq!(st["bound_violations"], 0);
     assert_eq!(

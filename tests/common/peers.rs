@@ -165,3 +165,87 @@ pub fn libfaketime() -> Option<PathBuf> {
     .map(|d| PathBuf::from(d).join("libfaketimeMT.so.1"))
     .find(|p| p.exists())
 }
+
+/// chronyd's own figure for its clock's error, from `chronyc tracking`:
+/// |System time| + Root dispersion + Root delay / 2 (what ClockBound builds
+/// on; statistical, not a bound). `sock` is the client's command socket.
+pub fn chrony_bound_ns(sock: &Path) -> Option<i64> {
+    let out = Command::new("chronyc")
+        .args(["-h"])
+        .arg(sock)
+        .args(["-n", "tracking"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!("chronyc: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let field = |name: &str| -> Option<f64> {
+        let l = text.lines().find(|l| l.starts_with(name))?;
+        l.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+    };
+    let Some(sys) = field("System time") else {
+        eprintln!("chronyc tracking: {}", text.trim());
+        return None;
+    };
+    let disp = field("Root dispersion")?;
+    let delay = field("Root delay")?;
+    Some(((sys.abs() + disp + delay / 2.0) * 1e9) as i64)
+}
+
+/// A `chronyd -x` client (never touches the clock) of `servers`, polling
+/// every second, with its command socket in `dir/client`. Returns its guard,
+/// the socket for [`chrony_bound_ns`], and a guard that removes
+/// `/run/chrony` if it had to be made (chronyc binds its reply socket there).
+pub fn chrony_client(dir: &Path, servers: &[SocketAddr]) -> (Guard, PathBuf, RunDir) {
+    let d = dir.join("client");
+    std::fs::create_dir_all(&d).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = d.join("chronyc.sock");
+    let mut directives: Vec<String> = servers
+        .iter()
+        .map(|a| {
+            format!(
+                "server {} port {} minpoll 0 maxpoll 0 iburst",
+                a.ip(),
+                a.port()
+            )
+        })
+        .collect();
+    directives.push("port 0".into());
+    directives.push(format!("bindcmdaddress {}", sock.display()));
+    let client = Command::new("chronyd")
+        .args(["-x", "-d", "-u", "root", "-f", "/dev/null"])
+        .args(&directives)
+        .arg(format!("pidfile {}/pid", d.display()))
+        .arg(format!("driftfile {}/drift", d.display()))
+        .arg(format!("dumpdir {}", d.display()))
+        .arg(format!("ntsdumpdir {}", d.display()))
+        .arg(format!("logdir {}", d.display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let run_chrony = Path::new("/run/chrony");
+    let made = !run_chrony.exists() && std::fs::create_dir(run_chrony).is_ok();
+    (
+        Guard {
+            child: client,
+            name: "chrony-client".into(),
+        },
+        sock,
+        RunDir(made),
+    )
+}
+
+/// Removes `/run/chrony` on drop when this process made it.
+pub struct RunDir(bool);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_dir_all("/run/chrony");
+        }
+    }
+}
