@@ -328,6 +328,7 @@ struct SourceJson {
     kernel_stamp_fallbacks: u64,
     kernel_tx_stamps: u64,
     kernel_tx_stamp_fallbacks: u64,
+    interleaved_replies: u64,
     poll_interval_s: f64,
     duplicate_of: Option<String>,
 }
@@ -363,6 +364,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
             kernel_stamp_fallbacks: v.report.counters.kernel_stamp_fallbacks,
             kernel_tx_stamps: v.report.counters.kernel_tx_stamps,
             kernel_tx_stamp_fallbacks: v.report.counters.kernel_tx_stamp_fallbacks,
+            interleaved_replies: v.report.counters.interleaved,
             poll_interval_s: v.report.poll.0 as f64 / 1e9,
             duplicate_of: v.duplicate_of.clone(),
         })

@@ -61,6 +61,60 @@ fn public_pool_sources_polled_politely_stay_synchronized() {
 }
 
 #[test]
+fn named_servers_going_silent_beside_a_pool_server_end_synchronized() {
+    let sc = all(3.0)
+        .into_iter()
+        .find(|s| s.name == "named_outage_beside_pool")
+        .unwrap();
+    let (from, to) = skewd::sim::scenarios::NAMED_OUTAGE[0];
+    const S: i64 = 1_000_000_000;
+    for run in skewd::sim::scenarios::run_seeds(&sc, 2, 2) {
+        assert_eq!(run.violations, 0);
+        // Synchronized when the outage starts; free_running within 200 s,
+        // and never synchronized again once the named servers' samples are
+        // 8 of their polls old: the pool server's rounds alone are no
+        // majority, and those old samples must not count (with a sample age
+        // stretched to the pool's 8 × 256 s they did, every 256 s).
+        let before = run.transitions.iter().rev().find(|(x, _)| *x < from);
+        assert_eq!(before.map(|t| t.1), Some(Status::Synchronized));
+        let during: Vec<(i64, Status)> = run
+            .transitions
+            .iter()
+            .filter(|(x, _)| (from..to).contains(x))
+            .map(|(x, st)| ((x - from) / S, *st))
+            .collect();
+        assert!(
+            during
+                .first()
+                .is_some_and(|(x, st)| *st != Status::Synchronized && *x < 200),
+            "{during:?}"
+        );
+        assert!(
+            during
+                .iter()
+                .all(|(x, st)| *st != Status::Synchronized || *x < 8 * 16 + 20),
+            "synchronized again past the named servers' 8 polls: {during:?}"
+        );
+    }
+}
+
+#[test]
+fn interleaved_replies_complete_exchanges_soundly() {
+    let r = run("interleaved_declared");
+    assert_sound(&r);
+    assert!(
+        r.checks_by_status[Status::Synchronized as usize] > r.intervals * 99 / 100,
+        "{:?}",
+        r.checks_by_status
+    );
+    assert!(
+        r.interleaved_replies > 1_000,
+        "{} interleaved replies",
+        r.interleaved_replies
+    );
+}
+
+#[test]
 fn lossy_asymmetric_wander_and_ntpd_style_are_sound() {
     for name in [
         "lossy",

@@ -72,26 +72,38 @@ impl EngineConfig {
         }
     }
 
-    /// Stretch the sample age limit and the synchronized status to the
-    /// slowest source's poll ceiling, once `sources` is set: a public-pool
-    /// source settles towards a 1024 s poll, and its samples must not be
-    /// dropped after 8 configured polls, nor the status fall to
-    /// free_running between its polls. Older samples stay sound (they are
-    /// aged like any other); they are only wider.
+    /// A source's poll ceiling: a public-pool source settles towards
+    /// [`PollConfig::public_pool`]'s `max_poll`, any other keeps `poll`.
+    pub fn poll_ceiling(&self, source: &SourceConfig) -> Nanos {
+        match source {
+            SourceConfig::Ntp {
+                public_pool: true, ..
+            } => PollConfig::public_pool(self.poll.poll).max_poll,
+            _ => self.poll.max_poll,
+        }
+    }
+
+    /// How old a sample of `source` may be and still take part: 8 of its
+    /// own polls (at least [`EngineConfig::max_sample_age`]). Per source: a
+    /// silent named server's samples expire after 8 of *its* polls, however
+    /// slowly a pool server beside it is polled.
+    pub fn sample_age_limit(&self, source: &SourceConfig) -> Nanos {
+        self.max_sample_age
+            .max(Nanos(self.poll_ceiling(source).0 * 8))
+    }
+
+    /// Stretch `free_run_after` once `sources` is set, so that the status
+    /// does not fall to free_running between the polls of the sources a
+    /// majority needs: 4 polls of the (2f+1)-th fastest source. A round
+    /// that finds no majority still publishes free_running at once; this
+    /// only bounds how long `synchronized` lasts without any round.
     pub fn fit_to_sources(&mut self) {
-        let slowest = self
-            .sources
-            .iter()
-            .map(|s| match s {
-                SourceConfig::Ntp {
-                    public_pool: true, ..
-                } => PollConfig::public_pool(self.poll.poll).max_poll,
-                _ => self.poll.max_poll,
-            })
-            .max()
-            .unwrap_or(self.poll.max_poll);
-        self.max_sample_age = self.max_sample_age.max(Nanos(slowest.0 * 8));
-        self.timetable.free_run_after = self.timetable.free_run_after.max(Nanos(slowest.0 * 4));
+        let mut ceilings: Vec<Nanos> = self.sources.iter().map(|s| self.poll_ceiling(s)).collect();
+        ceilings.sort();
+        let k = 2 * crate::core::select::tolerated_faults(ceilings.len()) + 1;
+        if let Some(c) = ceilings.get(k - 1) {
+            self.timetable.free_run_after = self.timetable.free_run_after.max(Nanos(c.0 * 4));
+        }
     }
 }
 
@@ -329,7 +341,9 @@ impl Engine {
             return Err(Rejected::Unexpected);
         };
         let sample = s.handle_reply(bytes, rx, pivot, &params)?;
-        Ok(self.accept(source, sample))
+        // An interleaved reply completes the previous exchange: its sample
+        // is a poll old, the round is now.
+        Ok(self.accept(source, sample, rx.at))
     }
 
     /// What the shell read from one-way source `source`.
@@ -342,12 +356,13 @@ impl Engine {
             return Err(DirectError::Unexpected);
         };
         let sample = s.handle_reading(reading)?;
-        Ok(self.accept(source, sample))
+        Ok(self.accept(source, sample, reading.at))
     }
 
     /// A sample from any kind of source: onto the leap-free timescale, into
     /// the source's filter, a selection round, leap bookkeeping, publish.
-    fn accept(&mut self, source: SourceId, sample: Sample) -> Vec<Action> {
+    fn accept(&mut self, source: SourceId, sample: Sample, now: Steady) -> Vec<Action> {
+        let now = now.max(sample.at);
         let model_iv = self.model().map(|m| m.interval_at(sample.at).interval);
         let bound = self.leap.to_internal(source.0, sample.bound, model_iv);
         let r = &mut self.records[source.0];
@@ -359,7 +374,7 @@ impl Engine {
         }
         r.filter.push(Sample { bound, ..sample });
         r.leap_bit = sample.leap;
-        let round = self.round(sample.at);
+        let round = self.round(now);
         if let Some(m) = round.published {
             self.fix_origin(&m);
             self.estimator.set_utc(self.leap.mapping());
@@ -370,7 +385,7 @@ impl Engine {
                 .iter()
                 .map(|r| (r.used && !r.falseticker).then_some(r.leap_bit))
                 .collect();
-            let utc_now = centre(m.utc_at(sample.at).interval);
+            let utc_now = centre(m.utc_at(now).interval);
             if let Some(e) = self.leap.observe(&bits, sel.f, utc_now) {
                 self.events.push(Event::Leap(e));
             }
@@ -379,7 +394,7 @@ impl Engine {
         if let Some(m) = self.estimator.model() {
             self.last_pivot = Some(centre(m.utc_at(m.anchor).interval));
         }
-        let mut out = vec![Action::Publish(Box::new(self.publication(sample.at)))];
+        let mut out = vec![Action::Publish(Box::new(self.publication(now)))];
         self.wake(&mut out);
         out
     }
@@ -400,11 +415,13 @@ impl Engine {
     /// Run a selection round at `now` with every source's best aged interval.
     fn round(&mut self, now: Steady) -> Round {
         let ageing = self.estimator.ageing();
-        let max_age = self.cfg.max_sample_age;
         let intervals: Vec<Option<Interval>> = self
             .records
             .iter()
-            .map(|r| r.filter.best_at(now, max_age, &ageing).map(|(iv, _)| iv))
+            .map(|r| {
+                let max_age = self.cfg.sample_age_limit(&r.cfg);
+                r.filter.best_at(now, max_age, &ageing).map(|(iv, _)| iv)
+            })
             .collect();
         let round = self.estimator.update(now, &intervals);
         if round.published.is_some() {

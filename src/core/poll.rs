@@ -108,6 +108,8 @@ pub struct Counters {
     pub kernel_tx_stamp_fallbacks: u64,
     /// Replies whose t1 came from the kernel's transmit stamp.
     pub kernel_tx_stamps: u64,
+    /// Interleaved replies: samples with the server's true departure.
+    pub interleaved: u64,
 }
 
 /// One source's schedule.
@@ -124,6 +126,11 @@ pub struct Poller {
     settled: u32,
     /// Answers in a row since the last doubling.
     run: u32,
+    /// A follow-up request is due before the regular poll, which resumes
+    /// at this instant after it.
+    resume_at: Option<Steady>,
+    /// The last request sent was a follow-up.
+    sent_follow_up: bool,
     stopped: bool,
     reach: u8,
     /// Outcome counters.
@@ -142,6 +149,8 @@ impl Poller {
             backoff: 0,
             settled: 0,
             run: 0,
+            resume_at: None,
+            sent_follow_up: false,
             stopped: false,
             reach: 0,
             counters: Counters::default(),
@@ -200,8 +209,14 @@ impl Poller {
             self.counters.timeout += 1;
             self.unreached();
         }
-        self.burst_left = self.burst_left.saturating_sub(1);
-        self.next_send = now.plus(self.interval());
+        self.sent_follow_up = self.resume_at.is_some();
+        self.next_send = match self.resume_at.take() {
+            Some(resume) => resume.max(now),
+            None => {
+                self.burst_left = self.burst_left.saturating_sub(1);
+                now.plus(self.interval())
+            }
+        };
         self.outstanding = Some(now);
         self.counters.sent += 1;
         true
@@ -242,11 +257,33 @@ impl Poller {
         }
     }
 
+    /// Send one more request at `at`, before the regular poll (which keeps
+    /// its instant): a follow-up, e.g. so that an interleaved reply
+    /// completes a fresh exchange. Ignored while a request is in flight,
+    /// when one is already due, or when the regular poll comes first.
+    pub fn follow_up(&mut self, at: Steady) {
+        if self.stopped || self.outstanding.is_some() || self.resume_at.is_some() {
+            return;
+        }
+        if at < self.next_send {
+            self.resume_at = Some(self.next_send);
+            self.next_send = at;
+        }
+    }
+
+    /// Whether the last request sent was a follow-up.
+    pub fn sent_follow_up(&self) -> bool {
+        self.sent_follow_up
+    }
+
     /// Poll less often (the server asked for it): one more backoff step,
-    /// no burst.
+    /// no burst, no follow-up.
     pub fn slow_down(&mut self) {
         self.backoff = (self.backoff + 1).min(self.cfg.max_backoff);
         self.burst_left = 0;
+        if let Some(resume) = self.resume_at.take() {
+            self.next_send = resume;
+        }
     }
 
     /// Never poll again.

@@ -44,6 +44,10 @@ impl Default for SourceConfig {
 
 /// A source kind's state machine.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per configured source, at most 64: boxing would buy nothing"
+)]
 pub enum Kind {
     /// An NTP server.
     Ntp(NtpSource),
@@ -131,8 +135,18 @@ impl Record {
             kind: match cfg {
                 SourceConfig::Ntp {
                     public_pool: true, ..
-                } => Kind::Ntp(NtpSource::new(PollConfig::public_pool(poll.poll), start)),
-                SourceConfig::Ntp { .. } => Kind::Ntp(NtpSource::new(poll, start)),
+                } => Kind::Ntp(
+                    NtpSource::new(PollConfig::public_pool(poll.poll), start)
+                        .with_interleaved(true),
+                ),
+                SourceConfig::Ntp {
+                    dispersion_aged_by_server,
+                    ..
+                } => Kind::Ntp(
+                    NtpSource::new(poll, start)
+                        .with_interleaved(true)
+                        .with_follow_ups(dispersion_aged_by_server),
+                ),
                 SourceConfig::Direct => Kind::Direct(DirectSource::new(poll, start)),
             },
             filter: Filter::default(),

@@ -45,6 +45,8 @@ pub struct Report {
     pub steps_detected: u64,
     /// Replies whose kernel stamp the core refused (a set in between).
     pub kernel_stamp_fallbacks: u64,
+    /// Interleaved replies.
+    pub interleaved_replies: u64,
     /// Reads the strict reader refused (the host slept since the write).
     pub refused_suspended: u64,
     /// Of those, how many a fast reader would have got wrong.
@@ -105,6 +107,7 @@ pub fn report(sc: &Scenario, runs: &[RunStats]) -> Report {
         steps_injected: runs.iter().map(|r| r.steps_injected).sum(),
         steps_detected: runs.iter().map(|r| r.steps_detected).sum(),
         kernel_stamp_fallbacks: runs.iter().map(|r| r.kernel_stamp_fallbacks).sum(),
+        interleaved_replies: runs.iter().map(|r| r.interleaved_replies).sum(),
         refused_suspended: runs.iter().map(|r| r.refused_suspended).sum(),
         fast_only_violations: runs.iter().map(|r| r.fast_only_violations).sum(),
         read_errors: runs.iter().map(|r| r.read_errors).sum(),

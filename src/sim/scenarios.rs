@@ -17,6 +17,8 @@ pub const FAULT_AT: i64 = H;
 
 const ALL_DOWN: &[(i64, i64)] = &[(H, i64::MAX)];
 /// Ten minutes either side of the leap at `H`.
+/// The named servers' outage in `named_outage_beside_pool`.
+pub const NAMED_OUTAGE: &[(i64, i64)] = &[(H, 2 * H)];
 const DOWN_AROUND_LEAP: &[(i64, i64)] = &[(H - 600 * S, H + 600 * S)];
 
 fn osc() -> OscSpec {
@@ -111,6 +113,7 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         ages_dispersion: false,
         declared_aged: false,
         public_pool: false,
+        interleaved: false,
     };
     v.push(base("ntpd_style", vec![ntpd; 4], hours));
 
@@ -138,6 +141,44 @@ pub fn all(hours: f64) -> Vec<Scenario> {
         ..ServerSpec::honest(10_000)
     };
     v.push(base("public_pool", vec![pool; 4], hours));
+
+    // Three named servers and one of the public pool; the named ones go
+    // silent for an hour: the pool server's slow polls must not keep the
+    // named ones' old samples in the majority (the status must fall to
+    // free_running within their own 8 polls and a pool poll).
+    let mut servers = vec![
+        ServerSpec {
+            down: NAMED_OUTAGE,
+            ..ServerSpec::honest(10_000)
+        };
+        3
+    ];
+    servers.push(ServerSpec {
+        public_pool: true,
+        ..ServerSpec::honest(10_000)
+    });
+    v.push(base("named_outage_beside_pool", servers, long));
+
+    // chronyd-like servers on a loopback-like path, declared self-ageing and
+    // answering interleaved: the follow-up requests, kernel stamps on both
+    // sides, lost, duplicated and reordered replies.
+    let xleave = ServerSpec {
+        ages_dispersion: true,
+        declared_aged: true,
+        interleaved: true,
+        ..ServerSpec::honest(10_000)
+    };
+    let mut s = base("interleaved_declared", vec![xleave; 4], hours);
+    fast_loopback(&mut s);
+    s.stamps = StampSpec {
+        kernel: true,
+        watcher: true,
+        recv_lag_mean_ns: 5_000,
+    };
+    s.net.loss = 0.05;
+    s.net.duplicate = 0.02;
+    s.net.reorder = 0.02;
+    v.push(s);
 
     // A 1 s poll over a loopback-like path (the integration tests' regime).
     let mut s = base("fast_poll", honest(4), hours);

@@ -22,6 +22,9 @@ pub struct Server {
     drift_ppb: i64,
     updated_at: i128,
     adversary: Option<Adversary>,
+    /// An interleaved server's last reply: its receive timestamp (what the
+    /// next request names) and its true departure, as the server read it.
+    last: Option<(NtpTimestamp, NtpTimestamp)>,
 }
 
 /// What the world tells a server about one request.
@@ -35,6 +38,11 @@ pub struct Exchange {
     pub t2_true: i128,
     /// True time at transmit.
     pub t3_true: i128,
+    /// How long before the reply leaves an interleaved server reads its
+    /// basic transmit timestamp (ns, at most `hold`).
+    pub pre: i64,
+    /// True time at that reading.
+    pub t3_pre_true: i128,
     /// True time at the start of the run (drifting liars start there).
     pub start_true: i128,
     /// The instant the leap happens on the true timescale, if any.
@@ -51,6 +59,7 @@ impl Server {
             err0: 0,
             drift_ppb: 0,
             updated_at: i128::MIN / 4,
+            last: None,
             adversary: match spec.behaviour {
                 Behaviour::Byzantine(s) => Some(Adversary::new(s, seed)),
                 _ => None,
@@ -123,10 +132,34 @@ impl Server {
             );
         }
         let (t2, _) = self.time(rng, e.x, e.t2_true, e.start_true);
-        let (t3, reftime) = self.time(rng, e.x + e.hold, e.t3_true, e.start_true);
         let spec = self.spec;
+        // An interleaved server reads its basic transmit timestamp `pre`
+        // before the reply leaves, and learns the departure only after.
+        let (t3, reftime) = if spec.interleaved {
+            self.time(rng, e.x + e.hold - e.pre, e.t3_pre_true, e.start_true)
+        } else {
+            self.time(rng, e.x + e.hold, e.t3_true, e.start_true)
+        };
         let (leap_bit, t2, t3) = apply_leap(leap, e.leap_true, src, t2, t3);
         let (t2f, t3f) = (fuzz(rng, t2, spec.precision), fuzz(rng, t3, spec.precision));
+        let departure = if spec.interleaved {
+            let (d, _) = self.time(rng, e.x + e.hold, e.t3_true, e.start_true);
+            let (_, _, d) = apply_leap(leap, e.leap_true, src, t2, d);
+            Some(fuzz(rng, d, spec.precision))
+        } else {
+            None
+        };
+        // Interleaved: the request names our last reply by its receive
+        // timestamp; answer with that reply's departure.
+        let interleaved = match (departure, self.last) {
+            (Some(_), Some((rx, dep))) if request.origin.0 != 0 && request.origin == rx => {
+                Some(dep)
+            }
+            _ => None,
+        };
+        if let Some(d) = departure {
+            self.last = Some((t2f, d));
+        }
         let reply = Packet {
             leap: leap_bit,
             version: 4,
@@ -147,9 +180,13 @@ impl Server {
             )),
             ref_id: *b"SIM\0",
             reference: NtpTimestamp::from_ref(RefTime(reftime.min(t3))),
-            origin: request.transmit,
+            origin: if interleaved.is_some() {
+                request.receive
+            } else {
+                request.transmit
+            },
             receive: t2f,
-            transmit: t3f,
+            transmit: interleaved.unwrap_or(t3f),
         };
         vec![reply.serialize()]
     }

@@ -101,6 +101,11 @@ pub struct ServerSpec {
     /// A server of the public NTP pool: polled by the pool's guidance
     /// (`SourceConfig::Ntp::public_pool`).
     pub public_pool: bool,
+    /// Answers interleaved requests as chronyd does: its basic transmit
+    /// timestamp is read before it sends (here 5 to 15 µs before the reply
+    /// leaves), its interleaved one is the true departure of the previous
+    /// reply.
+    pub interleaved: bool,
 }
 
 impl ServerSpec {
@@ -116,6 +121,7 @@ impl ServerSpec {
             ages_dispersion: false,
             declared_aged: false,
             public_pool: false,
+            interleaved: false,
         }
     }
     /// A liar advertising a tiny root distance.
@@ -130,6 +136,7 @@ impl ServerSpec {
             ages_dispersion: false,
             declared_aged: false,
             public_pool: false,
+            interleaved: false,
         }
     }
     /// A Byzantine server with `strategy`.
@@ -348,6 +355,8 @@ pub struct RunStats {
     pub by_status: [u64; 4],
     /// Replies whose kernel stamp the core refused (a set in between).
     pub kernel_stamp_fallbacks: u64,
+    /// Interleaved replies (samples completed with a server's departure).
+    pub interleaved_replies: u64,
     /// Reads the default (strict) reader refused: the host slept since the
     /// segment was written.
     pub refused_suspended: u64,

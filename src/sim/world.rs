@@ -270,6 +270,12 @@ impl<'a> World<'a> {
             .iter()
             .map(|r| r.counters.kernel_stamp_fallbacks)
             .sum();
+        self.stats.interleaved_replies = self
+            .engine
+            .source_reports()
+            .iter()
+            .map(|r| r.counters.interleaved)
+            .sum();
         self.stats
     }
 
@@ -347,11 +353,20 @@ impl<'a> World<'a> {
         }
         let Ok(q) = Packet::parse(&req) else { return };
         let hold = 5_000 + self.rng.below(20_000) as i64;
+        // Drawn only for interleaved servers: the other scenarios keep
+        // their random sequences.
+        let pre = if self.sc.servers[src].interleaved {
+            (5_000 + self.rng.below(10_000) as i64).min(hold)
+        } else {
+            0
+        };
         let e = Exchange {
             x,
             hold,
             t2_true: self.seg.true_at(x),
             t3_true: self.seg.true_at(x + hold),
+            pre,
+            t3_pre_true: self.seg.true_at(x + hold - pre),
             start_true: self.start_true,
             leap_true: self.leap_true,
             honest_width_ns: self.honest_width_ns,

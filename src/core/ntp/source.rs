@@ -3,13 +3,28 @@
 //! RSTR stop the source for good (RFC 5905 section 7.4). A datagram that does
 //! not echo the nonce of the request in flight answers nothing of ours and
 //! changes nothing.
+//!
+//! **Interleaved mode** (RFC 9769, as chronyd serves it). A basic reply's
+//! transmit timestamp t3 is read before the server sends; the server's
+//! kernel knows the departure better, but only after sending. So a request
+//! names the previous reply (its origin field carries that reply's receive
+//! timestamp t2, exactly as received) and carries a second random nonce in
+//! its receive field; a server that still holds that exchange answers with
+//! that nonce as origin, this exchange's t2, and as transmit timestamp the
+//! *previous* reply's departure. The sample then completes the previous
+//! exchange: its t1 and t4, its reply's header and t2, this t3 — four
+//! instants of one exchange, as in basic mode, only one poll older. Any
+//! other answer is a basic reply (its own exchange), or not ours. A server
+//! that never answers interleaved to four requests in a row is asked in
+//! basic mode from then on.
 
 use super::exchange::{sample_from_exchange, SampleError, SampleParams};
+use super::packet::NtpTimestamp;
 use super::packet::{parse_reply, KissCode, Packet, ReplyError, HEADER_LEN};
 use crate::core::poll::{PollConfig, Poller};
 use crate::core::sample::Sample;
 use crate::core::stamps::{receive_instant, send_instant, RxStamps, SentStamps, StampFallback};
-use crate::core::time::{RefTime, Steady};
+use crate::core::time::{rate_spread_ceil, Nanos, Rate, RefTime, Steady};
 
 /// Why a reply was not turned into a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +46,26 @@ struct InFlight {
     nonce: u64,
     /// What the shell read around `send()`, once it reported the send.
     sent: Option<SentStamps>,
+    /// Asked in interleaved mode: the receive-field nonce an interleaved
+    /// answer echoes, and the exchange the request named.
+    interleaved: Option<(u64, Exchange)>,
 }
+
+/// A finished exchange that a later interleaved reply can complete with its
+/// reply's true departure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Exchange {
+    /// When the request left (steady; a lower bound).
+    t1: Steady,
+    /// When the reply arrived (steady; an upper bound).
+    t4: Steady,
+    /// The reply: its header, and its receive timestamp t2.
+    reply: Packet,
+}
+
+/// Interleaved requests answered in basic mode in a row before a server
+/// is taken not to support interleaved mode.
+pub const INTERLEAVED_TRIES: u32 = 4;
 
 /// One configured NTP server.
 #[derive(Debug, Clone)]
@@ -41,7 +75,21 @@ pub struct NtpSource {
     stopped_by: Option<KissCode>,
     /// The last reason a reply was refused.
     pub last_error: Option<Rejected>,
+    /// Ask in interleaved mode (configured, and not given up on).
+    interleaved: bool,
+    /// Interleaved requests answered in basic mode in a row.
+    basic_answers: u32,
+    /// The last exchange, for the next interleaved request to name.
+    last: Option<Exchange>,
+    /// Follow each poll's exchange with a second request a moment later,
+    /// so that its interleaved reply completes a fresh exchange.
+    follow_ups: bool,
+    /// The reply just accepted asks for a follow-up.
+    want_follow_up: bool,
 }
+
+/// How long after a reply its follow-up request goes out.
+pub const FOLLOW_UP_AFTER: crate::core::time::Nanos = crate::core::time::Nanos(1_000_000);
 
 impl NtpSource {
     /// A source that sends its first request at `start`.
@@ -51,7 +99,33 @@ impl NtpSource {
             in_flight: None,
             stopped_by: None,
             last_error: None,
+            interleaved: false,
+            basic_answers: 0,
+            last: None,
+            follow_ups: false,
+            want_follow_up: false,
         }
+    }
+
+    /// Follow each poll's exchange with a second request
+    /// ([`FOLLOW_UP_AFTER`] after its reply) while the server answers in
+    /// interleaved mode: the second reply then completes an exchange a
+    /// millisecond old instead of a poll old. Twice the requests: for the
+    /// operator's own servers when narrowness is asked for.
+    pub fn with_follow_ups(mut self, on: bool) -> NtpSource {
+        self.follow_ups = on;
+        self
+    }
+
+    /// Ask this server in interleaved mode when it answers so.
+    pub fn with_interleaved(mut self, on: bool) -> NtpSource {
+        self.interleaved = on;
+        self
+    }
+
+    /// Whether interleaved requests are (still) sent.
+    pub fn interleaved(&self) -> bool {
+        self.interleaved
     }
 
     /// The schedule (reach, counters, deadline).
@@ -78,8 +152,27 @@ impl NtpSource {
             }
             return None;
         }
-        self.in_flight = Some(InFlight { nonce, sent: None });
-        Some(Packet::request(nonce).serialize())
+        let mut request = Packet::request(nonce);
+        let interleaved = match self.last {
+            Some(last) if self.interleaved => {
+                // A second nonce, unpredictable to anyone who has not seen
+                // the first (it never leaves this host but in the request).
+                let x = (nonce ^ 0xa076_1d64_78bd_642f)
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .rotate_left(31)
+                    | 1;
+                request.origin = last.reply.receive;
+                request.receive = NtpTimestamp(x);
+                Some((x, last))
+            }
+            _ => None,
+        };
+        self.in_flight = Some(InFlight {
+            nonce,
+            sent: None,
+            interleaved,
+        });
+        Some(request.serialize())
     }
 
     /// The shell sent the request just asked for, reading `stamps` around
@@ -116,6 +209,9 @@ impl NtpSource {
             Ok(_) => {
                 self.poller.answered();
                 self.last_error = None;
+                if std::mem::take(&mut self.want_follow_up) {
+                    self.poller.follow_up(rx.at.plus(FOLLOW_UP_AFTER));
+                }
             }
             Err(
                 Rejected::Unexpected
@@ -141,11 +237,21 @@ impl NtpSource {
         let Some(InFlight {
             nonce,
             sent: Some(sent),
+            interleaved,
         }) = self.in_flight.filter(|_| self.poller.in_flight())
         else {
             return Err(Rejected::Unexpected);
         };
-        let p = match parse_reply(bytes, nonce) {
+        // An interleaved answer echoes the receive-field nonce instead.
+        let mut completes = None;
+        let parsed = match (parse_reply(bytes, nonce), interleaved) {
+            (Err(ReplyError::OriginMismatch), Some((x, named))) => {
+                completes = Some(named);
+                parse_reply(bytes, x)
+            }
+            (r, _) => r,
+        };
+        let p = match parsed {
             // Not an answer to our request: the request stays open.
             Err(e @ (ReplyError::OriginMismatch | ReplyError::Parse(_))) => return Err(e.into()),
             Err(e) => {
@@ -182,9 +288,55 @@ impl NtpSource {
         if rx.sent_kernel.is_some() && tx_fallback.is_none() {
             self.poller.counters.kernel_tx_stamps += 1;
         }
-        Ok(sample_from_exchange(&p, t1, t4, pivot, params)?)
+        let this = Exchange { t1, t4, reply: p };
+        let sample = match completes {
+            Some(named) => {
+                self.basic_answers = 0;
+                self.poller.counters.interleaved += 1;
+                // The named exchange, with its reply's true departure.
+                let reply = Packet {
+                    transmit: p.transmit,
+                    ..named.reply
+                };
+                let s = sample_from_exchange(&reply, named.t1, named.t4, pivot, params)?;
+                // The reply's header was written a moment before its true
+                // departure: age a declared root dispersion over the hold.
+                let hold = Nanos(
+                    (reply.transmit.to_ref_floor(pivot) - reply.receive.to_ref_floor(pivot))
+                        .0
+                        .max(0),
+                );
+                let slack = rate_spread_ceil(INTERLEAVED_HOLD_RATE, hold);
+                Sample {
+                    bound: s.bound.widen(slack, slack),
+                    ..s
+                }
+            }
+            None => {
+                if interleaved.is_some() {
+                    self.basic_answers += 1;
+                    if self.basic_answers >= INTERLEAVED_TRIES {
+                        self.interleaved = false;
+                    }
+                }
+                sample_from_exchange(&p, t1, t4, pivot, params)?
+            }
+        };
+        self.last = Some(this);
+        // A regular poll's reply from a server that answers interleaved:
+        // ask again at once, so the next reply completes this exchange.
+        self.want_follow_up = self.follow_ups
+            && self.interleaved
+            && self.poller.counters.interleaved > 0
+            && !self.poller.sent_follow_up();
+        Ok(sample)
     }
 }
+
+/// The rate at which a root dispersion written into an interleaved reply
+/// is aged over the server's hold (its header is older than its true
+/// departure by at most the hold).
+const INTERLEAVED_HOLD_RATE: Rate = Rate(15_000_000);
 
 #[cfg(test)]
 mod tests {
@@ -284,5 +436,93 @@ mod tests {
         assert_eq!(s.stopped_by(), Some(KissCode::Deny));
         assert_eq!(s.poller().deadline(), None);
         assert_eq!(s.handle_timer(Steady(i64::MAX), 44), None);
+    }
+
+    fn server(origin: u64, t2: RefTime, t3: RefTime) -> Packet {
+        Packet {
+            origin: NtpTimestamp(origin),
+            receive: NtpTimestamp::from_ref(t2),
+            transmit: NtpTimestamp::from_ref(t3),
+            ..Packet::parse(&reply_to(0, t2)).unwrap()
+        }
+    }
+
+    #[test]
+    fn interleaved_replies_complete_the_named_exchange() {
+        let p = SampleParams::default();
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let at = |us: i64| RxStamps::steady(Steady(us * 1_000));
+        let mut s = NtpSource::new(cfg(), Steady(0))
+            .with_interleaved(true)
+            .with_follow_ups(true);
+        // A basic exchange first: t1 = 0, t4 = 100 us.
+        let first = Packet::parse(&s.handle_timer(Steady(0), 42).unwrap()).unwrap();
+        assert_eq!((first.origin.0, first.receive.0), (0, 0));
+        s.handle_sent(SentStamps::steady(Steady(0)));
+        let t2 = t + Nanos::from_micros(40);
+        let basic = server(42, t2, t2 + Nanos::from_micros(5));
+        let b = s.handle_reply(&basic.serialize(), &at(100), t, &p).unwrap();
+        assert_eq!(b.at, Steady(100_000));
+        // The next request names that reply by its receive timestamp and
+        // carries a second nonce in its receive field.
+        let next = s.poller().deadline().unwrap();
+        let req = Packet::parse(&s.handle_timer(next, 43).unwrap()).unwrap();
+        assert_eq!(req.origin, basic.receive);
+        assert_ne!(req.receive.0, 0);
+        assert_eq!(req.transmit.0, 43);
+        s.handle_sent(SentStamps::steady(next));
+        // A reply echoing neither nonce is not ours.
+        let later = t + Nanos::from_secs(16);
+        let stray = server(7, later, later);
+        assert_eq!(
+            s.handle_reply(&stray.serialize(), &at(16_000_100), t, &p),
+            Err(Rejected::Reply(ReplyError::OriginMismatch))
+        );
+        // The interleaved answer: this exchange's t2, the first reply's
+        // true departure (15 us after t2, later than its basic 5 us).
+        let xl = server(req.receive.0, later, t2 + Nanos::from_micros(15));
+        let now = next.plus(Nanos::from_micros(100));
+        let c = s
+            .handle_reply(&xl.serialize(), &RxStamps::steady(now), t, &p)
+            .unwrap();
+        // It completes the first exchange: its instants, narrower than the
+        // basic sample by the 10 us the server learnt after sending.
+        assert_eq!(c.at, b.at);
+        // (Only the hold's ageing, a nanosecond, widens it.)
+        assert!(
+            (0..=2).contains(&(c.bound.hi.0 - b.bound.hi.0)),
+            "{c:?} vs {b:?}"
+        );
+        assert!(c.bound.lo.0 - b.bound.lo.0 >= 9_990, "{c:?} vs {b:?}");
+        assert_eq!(s.poller().counters.interleaved, 1);
+        // And a follow-up goes out a millisecond later, naming this one.
+        assert_eq!(s.poller().deadline(), Some(now.plus(FOLLOW_UP_AFTER)));
+        let req = Packet::parse(&s.handle_timer(now.plus(FOLLOW_UP_AFTER), 44).unwrap()).unwrap();
+        assert_eq!(req.origin, xl.receive);
+    }
+
+    #[test]
+    fn a_server_that_never_interleaves_is_asked_in_basic_mode() {
+        let p = SampleParams::default();
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let mut s = NtpSource::new(cfg(), Steady(0)).with_interleaved(true);
+        let mut now = Steady(0);
+        for i in 0..=INTERLEAVED_TRIES as u64 {
+            let req = Packet::parse(&s.handle_timer(now, 100 + i).unwrap()).unwrap();
+            assert_eq!(req.receive.0 != 0, i > 0, "request {i}");
+            s.handle_sent(SentStamps::steady(now));
+            let reply = server(100 + i, t, t);
+            s.handle_reply(
+                &reply.serialize(),
+                &RxStamps::steady(now.plus(Nanos(100_000))),
+                t,
+                &p,
+            )
+            .unwrap();
+            now = s.poller().deadline().unwrap();
+        }
+        assert!(!s.interleaved());
+        let req = Packet::parse(&s.handle_timer(now, 200).unwrap()).unwrap();
+        assert_eq!((req.origin.0, req.receive.0), (0, 0));
     }
 }
