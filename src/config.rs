@@ -393,7 +393,7 @@ pub fn validate_address(a: &str) -> Result<(), ConfigError> {
     let bad = || invalid("server.address", format!("{a:?} is not HOST:PORT"));
     let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 || host.chars().any(char::is_whitespace) {
+    if host.is_empty() || port == 0 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
     Ok(())

@@ -30,6 +30,8 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 /// with 503. They have their own budget so that they can never starve the
 /// quick endpoints.
 pub const MAX_WAITS: usize = 256;
+/// Status pages rendered at once; more are shed with 503.
+pub const MAX_PAGES: usize = 4;
 /// Quick requests (`/v1/now`, `/v1/status`, `/healthz`, `/metrics`)
 /// served at once; more are shed with 503.
 pub const MAX_QUICK: usize = 64;
@@ -57,8 +59,9 @@ pub fn router(shared: Arc<Shared>, hosts: Vec<String>, max_waits: usize) -> Rout
     let waits = Router::new()
         .route("/v1/wait", get(wait))
         .route("/v1/commit-wait", post(commit_wait));
+    // The page is the largest answer: a few at a time, the rest shed.
+    let page = Router::new().route("/", get(crate::page::index));
     let quick = Router::new()
-        .route("/", get(crate::page::index))
         .route("/v1/now", get(now))
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
@@ -72,6 +75,7 @@ pub fn router(shared: Arc<Shared>, hosts: Vec<String>, max_waits: usize) -> Rout
         MAX_WAIT + Duration::from_secs(5),
     )
     .merge(budget(quick, MAX_QUICK, Duration::from_secs(5)))
+    .merge(budget(page, MAX_PAGES, Duration::from_secs(5)))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .with_state(shared)
@@ -92,10 +96,17 @@ pub fn metrics_router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(healthz))
         .route("/livez", get(livez));
     budget(quick, MAX_QUICK, Duration::from_secs(5))
-        .fallback(not_found)
+        .fallback(not_found_here)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
         .layer(axum::middleware::from_fn(size_check))
+}
+
+async fn not_found_here() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint on the metrics listener: /metrics, /livez, /readyz (/healthz)",
+    )
 }
 
 /// Longest request target answered (414 beyond).

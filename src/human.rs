@@ -18,8 +18,8 @@ pub fn rfc3339(ns: i64) -> String {
 pub fn ns(ns: i64) -> String {
     match ns.unsigned_abs() {
         0..=9_999 => format!("{ns} ns"),
-        10_000..=9_999_999 => format!("{:.1} µs", ns as f64 / 1e3),
-        10_000_000..=9_999_999_999 => format!("{:.3} ms", ns as f64 / 1e6),
+        10_000..=999_999 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.3} ms", ns as f64 / 1e6),
         _ => format!("{:.3} s", ns as f64 / 1e9),
     }
 }
@@ -43,6 +43,8 @@ mod tests {
         assert_eq!(ns(12_345), "12.3 µs");
         assert_eq!(ns(-12_345_678), "-12.346 ms");
         assert_eq!(ns(3_000_000_000_000), "3000.000 s");
+        assert_eq!(ns(1_000_000), "1.000 ms");
+        assert_eq!(ns(999_999_999), "999.999 ms");
         assert_eq!(signed_ns(0), "+0 ns");
         assert_eq!(rfc3339(1_000_000_000), "1970-01-01T00:00:01.000000000Z");
         assert_eq!(rfc3339(i64::MIN), "1677-09-21T00:12:43.145224192Z");

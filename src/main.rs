@@ -1,7 +1,6 @@
 //! `skewd`: the agent and its command-line tools. CLI parsing, config
 //! loading, logging and runtime start only; the work lives in the library.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use skewd::client::{Clock, LeapFree, Mode, Utc};
 use skewd::config::{FileConfig, DEFAULT_LISTEN};
@@ -236,8 +235,16 @@ fn get(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<skewd::httpc::Response> {
-    skewd::httpc::request(listen, method, path, timeout)
-        .with_context(|| format!("cannot reach the agent at {listen} (is `skewd run` running?)"))
+    match skewd::httpc::request(listen, method, path, timeout) {
+        Ok(r) => Ok(r),
+        // It answered, but not in a way this CLI can read.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(anyhow::anyhow!(
+            "the server at {listen} sent a response skewd cannot read ({e}): is it skewd?"
+        )),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "cannot reach the agent at {listen} (is `skewd run` running?)"
+        ))),
+    }
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -374,6 +381,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => agent_address(&cfg)?,
             };
             let r = get(listen, "GET", "/v1/status", Duration::from_secs(5))?;
+            if !(200..300).contains(&r.code) {
+                // Not the interval API there (a metrics listener, another
+                // server), or the agent refused: say what it said.
+                let why = serde_json::from_str::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| r.body.chars().take(200).collect());
+                anyhow::bail!("{listen} answered {} to /v1/status: {}", r.code, why.trim());
+            }
             if json {
                 println!("{}", r.body.trim());
             } else {
@@ -451,16 +467,11 @@ fn wait_sync(
     let start = std::time::Instant::now();
     let want = i64::try_from(max_error.as_nanos()).unwrap_or(i64::MAX);
     let interval = interval.max(Duration::from_millis(10));
-    let mut clock: Option<Clock> = None;
+    let mut said: Option<std::time::Instant> = None;
     loop {
-        // The segment may not exist yet (the agent is starting).
-        let read = match clock
-            .take()
-            .map_or_else(|| from.open(Mode::Strict, cfg), Ok)
-        {
-            Ok(c) => Ok(clock.insert(c).now()),
-            Err(e) => Err(e),
-        };
+        // Opened afresh on every look: the segment may not exist yet (the
+        // agent is starting), or be replaced (removed and recreated).
+        let read = from.open(Mode::Strict, cfg).map(|c| c.now());
         let why = match read {
             Ok(Ok(t))
                 if t.status == skewd::core::model::Status::Synchronized
@@ -491,8 +502,9 @@ fn wait_sync(
             );
             return ExitCode::FAILURE;
         }
-        if !quiet {
+        if !quiet && said.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             println!("waiting ({:.0} s): {why}", elapsed.as_secs_f64());
+            said = Some(std::time::Instant::now());
         }
         let left = if timeout.is_zero() {
             interval

@@ -13,7 +13,7 @@
 use crate::core::model::Status;
 use crate::core::source::SourceState;
 use crate::human;
-use crate::state::{Point, Shared, Snapshot, HISTORY_EVERY, HISTORY_POINTS};
+use crate::state::{Point, Shared, Snapshot, SourcePoint, HISTORY_EVERY, HISTORY_POINTS};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -30,7 +30,7 @@ const REFRESH_S: u32 = 10;
 /// `GET /`.
 pub async fn index(State(s): State<Arc<Shared>>) -> Response {
     let snap = s.get();
-    let history = s.history();
+    let history = downsample(&s.history(), DRAWN_POINTS);
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -44,6 +44,87 @@ pub async fn index(State(s): State<Arc<Shared>>) -> Response {
         Html(render(&snap, &history, &host)),
     )
         .into_response()
+}
+
+/// Points drawn per series at most (the history's hour in 30 s buckets).
+pub const DRAWN_POINTS: usize = 120;
+/// Sources charted at most (the table lists every one).
+pub const CHARTED_SOURCES: usize = 16;
+
+/// How much a status says something is wrong (a bucket shows its worst).
+fn badness(s: Status) -> u8 {
+    match s {
+        Status::Synchronized => 0,
+        Status::FreeRunning => 1,
+        Status::Unknown => 2,
+        Status::Disrupted => 3,
+    }
+}
+
+/// The history in at most `max` buckets of consecutive points, each drawn
+/// as one: its newest instant, its worst status, its widest ε, the hull of
+/// its skews and of each source's offset intervals (a source's state is
+/// its least trusted one in the bucket). Bounds the page's size and cost
+/// whatever the number of points.
+pub fn downsample(history: &[Arc<Point>], max: usize) -> Vec<Point> {
+    use crate::core::publish::Skew;
+    use crate::core::time::Nanos;
+    let per = history.len().div_ceil(max.max(1)).max(1);
+    history
+        .chunks(per)
+        .map(|b| {
+            let last = &b[b.len() - 1];
+            let hull = |v: &mut dyn Iterator<Item = (i128, i128)>| {
+                v.fold(None, |acc: Option<(i128, i128)>, (lo, hi)| {
+                    Some(acc.map_or((lo, hi), |(a, z)| (a.min(lo), z.max(hi))))
+                })
+            };
+            let skew = hull(&mut b.iter().filter_map(|p| {
+                p.skew
+                    .map(|k| (k.offset.0 - k.uncertainty.0, k.offset.0 + k.uncertainty.0))
+            }))
+            .map(|(lo, hi)| Skew {
+                offset: Nanos(lo + (hi - lo) / 2),
+                uncertainty: Nanos((hi - lo + 1) / 2),
+            });
+            let sources = (0..last.sources.len())
+                .map(|i| {
+                    let pts: Vec<&SourcePoint> =
+                        b.iter().filter_map(|p| p.sources.get(i)).collect();
+                    let iv = hull(&mut pts.iter().filter_map(|s| {
+                        Some((s.offset?.0 - s.half_width?.0, s.offset?.0 + s.half_width?.0))
+                    }));
+                    let state = pts
+                        .iter()
+                        .map(|s| s.state)
+                        .find(|s| !trusted(*s))
+                        .unwrap_or(pts[pts.len() - 1].state);
+                    SourcePoint {
+                        state,
+                        offset: iv.map(|(lo, hi)| Nanos(lo + (hi - lo) / 2)),
+                        half_width: iv.map(|(lo, hi)| Nanos((hi - lo + 1) / 2)),
+                    }
+                })
+                .collect();
+            Point {
+                at: last.at,
+                status: b
+                    .iter()
+                    .map(|p| p.status)
+                    .max_by_key(|s| badness(*s))
+                    .unwrap_or(last.status),
+                epsilon_ns: b.iter().filter_map(|p| p.epsilon_ns).max(),
+                skew,
+                sources,
+            }
+        })
+        .collect()
+}
+
+/// States whose offsets the sources chart is scaled to: the ones skewd
+/// used or could use at that point.
+fn trusted(s: SourceState) -> bool {
+    matches!(s, SourceState::Selected | SourceState::Candidate)
 }
 
 /// Text safe inside HTML elements and quoted attributes.
@@ -381,34 +462,29 @@ fn charts(o: &mut String, snap: &Snapshot, history: &[Point]) {
 
     // Per source: offset intervals, over the ±ε band.
     o.push_str("<h2>Sources: offset from skewd's centre, as the interval of each sample (source − skewd)</h2>");
-    let n = snap.sources.len();
-    let series: Vec<Vec<(f64, f64, f64)>> = (0..n)
+    let n = snap.sources.len().min(CHARTED_SOURCES);
+    // Per source: (age, lo, hi, trusted at that point).
+    let series: Vec<Vec<(f64, f64, f64, bool)>> = (0..n)
         .map(|i| {
             history
                 .iter()
                 .filter_map(|p| {
                     let s = p.sources.get(i)?;
                     let (off, hw) = (s.offset?.0, s.half_width?.0);
-                    Some((age_s(snap, p), (off - hw) as f64, (off + hw) as f64))
+                    Some((
+                        age_s(snap, p),
+                        (off - hw) as f64,
+                        (off + hw) as f64,
+                        trusted(s.state),
+                    ))
                 })
                 .collect()
         })
         .collect();
-    // The scale follows the sources skewd trusts now and its own ±ε; the
-    // others are drawn at the edge they lie beyond.
-    let trusted = |i: usize| {
-        !matches!(
-            snap.sources[i].report.state,
-            SourceState::Falseticker | SourceState::Invalid
-        )
-    };
-    let (mut lo, mut hi) = extent(
-        series
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| trusted(*i))
-            .flat_map(|(_, s)| s.iter().map(|p| (p.1, p.2))),
-    );
+    // The scale follows the points where skewd used or could use the
+    // source, and its own ±ε; the others are drawn at the edge they lie
+    // beyond (a liar stays off the scale after it goes silent).
+    let (mut lo, mut hi) = extent(series.iter().flatten().filter(|p| p.3).map(|p| (p.1, p.2)));
     let (elo, ehi) = extent(eps.iter().map(|e| (-e.1, e.1)));
     lo = lo.min(elo);
     hi = hi.max(ehi);
@@ -433,10 +509,11 @@ fn charts(o: &mut String, snap: &Snapshot, history: &[Point]) {
     for (i, s) in series.iter().enumerate() {
         // Spread the sources a little so that equal intervals stay visible.
         let dx = (i as f64 - (n as f64 - 1.0) / 2.0) * 2.0;
-        bars_at(o, &f, s, PALETTE[i % PALETTE.len()], 1.5, dx);
+        let pts: Vec<(f64, f64, f64)> = s.iter().map(|p| (p.0, p.1, p.2)).collect();
+        bars_at(o, &f, &pts, PALETTE[i % PALETTE.len()], 1.5, dx);
     }
     o.push_str("</svg><p class=\"key\">");
-    for (i, v) in snap.sources.iter().enumerate() {
+    for (i, v) in snap.sources.iter().take(n).enumerate() {
         let _ = write!(
             o,
             "<span><i style=\"background:{}\"></i>{}</span>",
@@ -444,15 +521,26 @@ fn charts(o: &mut String, snap: &Snapshot, history: &[Point]) {
             esc(&v.name)
         );
     }
+    if snap.sources.len() > n {
+        let _ = write!(
+            o,
+            "<span>(the first {n} of {} sources; the table lists all)</span>",
+            snap.sources.len()
+        );
+    }
     o.push_str("<span><i style=\"background:#e0e0e0\"></i>skewd ±ε</span></p>");
     let off_scale: Vec<String> = (0..n)
-        .filter(|i| !trusted(*i) && !series[*i].is_empty())
+        .filter(|i| {
+            series[*i]
+                .iter()
+                .any(|p| !p.3 && (p.1 < f.lo || p.2 > f.hi))
+        })
         .map(|i| esc(&snap.sources[i].name))
         .collect();
     if !off_scale.is_empty() {
         let _ = write!(
             o,
-            "<p class=\"note\">Off the scale (drawn at its edge): {}.</p>",
+            "<p class=\"note\">Off the scale at times (drawn at its edge): {}.</p>",
             off_scale.join(", ")
         );
     }
@@ -603,6 +691,94 @@ mod tests {
             assert!(!page.contains(bad), "{bad}");
         }
         assert!(page.contains("last 60 min"));
+    }
+
+    /// 64 sources and a full hour: the page stays small (it is what a
+    /// flood of slow readers would hold in memory), every source is in the
+    /// table, and the first 16 are charted.
+    #[test]
+    fn a_full_history_of_64_sources_stays_small() {
+        use crate::core::poll::Counters;
+        use crate::core::source::{SourceId, SourceReport};
+        use crate::core::time::{Nanos, Steady};
+        use crate::state::SourceView;
+        let mut snap = Snapshot::empty();
+        snap.publication.at = Steady(3_600_000_000_000);
+        snap.sources = (0..64)
+            .map(|i| SourceView {
+                name: format!("ntp{i}.example:123"),
+                address: None,
+                duplicate_of: None,
+                report: SourceReport {
+                    id: SourceId(i),
+                    state: SourceState::Selected,
+                    reach: 255,
+                    offset: Some(Nanos(i as i128 * 1000)),
+                    half_width: Some(Nanos(50_000)),
+                    delay: Some(Nanos(20_000)),
+                    root_distance: Some(Nanos(10_000)),
+                    counters: Counters::default(),
+                    poll: Nanos::from_secs(16),
+                },
+            })
+            .collect();
+        let history: Vec<Arc<Point>> = (0..HISTORY_POINTS as i64)
+            .map(|k| {
+                let mut p = Point::of(&snap);
+                p.at = Steady(k * 10_000_000_000);
+                p.epsilon_ns = Some(60_000 + k);
+                Arc::new(p)
+            })
+            .collect();
+        let drawn = downsample(&history, DRAWN_POINTS);
+        assert_eq!(drawn.len(), DRAWN_POINTS);
+        let page = render(&snap, &drawn, "h");
+        eprintln!("page with 64 sources: {} bytes", page.len());
+        assert!(page.len() < 96 * 1024, "{} bytes", page.len());
+        assert_eq!(page.matches("<tr data-name=").count(), 64);
+        assert!(page.contains("the first 16 of 64 sources"));
+    }
+
+    #[test]
+    fn downsampling_keeps_the_worst_of_each_bucket() {
+        use crate::core::time::{Nanos, Steady};
+        let mk = |k: i64, st: Status, eps: i64, off: i128| {
+            Arc::new(Point {
+                at: Steady(k),
+                status: st,
+                epsilon_ns: Some(eps),
+                skew: None,
+                sources: vec![SourcePoint {
+                    state: if off > 1000 {
+                        SourceState::Falseticker
+                    } else {
+                        SourceState::Selected
+                    },
+                    offset: Some(Nanos(off)),
+                    half_width: Some(Nanos(10)),
+                }],
+            })
+        };
+        let h = vec![
+            mk(1, Status::Synchronized, 5, 0),
+            mk(2, Status::Disrupted, 9, 5000),
+            mk(3, Status::Synchronized, 7, 100),
+            mk(4, Status::Synchronized, 1, 0),
+        ];
+        let d = downsample(&h, 2);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].at, d[0].status, d[0].epsilon_ns),
+            (Steady(2), Status::Disrupted, Some(9))
+        );
+        assert_eq!(d[0].sources[0].state, SourceState::Falseticker);
+        // The hull of [-10, 10] and [4990, 5010].
+        assert_eq!(d[0].sources[0].offset, Some(Nanos(2500)));
+        assert_eq!(d[0].sources[0].half_width, Some(Nanos(2510)));
+        assert_eq!(
+            (d[1].status, d[1].epsilon_ns),
+            (Status::Synchronized, Some(7))
+        );
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub const HISTORY_POINTS: usize = 360;
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// A point every [`HISTORY_EVERY`], the newest last.
-    history: std::sync::Mutex<std::collections::VecDeque<Point>>,
+    history: std::sync::Mutex<std::collections::VecDeque<Arc<Point>>>,
     /// Bumped on every publish; waiters watch it.
     pub published: watch::Sender<u64>,
     /// The HTTP server's connection counts.
@@ -223,7 +223,7 @@ impl Shared {
     }
 
     /// The history, oldest first.
-    pub fn history(&self) -> Vec<Point> {
+    pub fn history(&self) -> Vec<Arc<Point>> {
         let g = self.history.lock().unwrap_or_else(|p| p.into_inner());
         g.iter().cloned().collect()
     }
@@ -242,7 +242,7 @@ impl Shared {
                 if h.len() == HISTORY_POINTS {
                     h.pop_front();
                 }
-                h.push_back(Point::of(&s));
+                h.push_back(Arc::new(Point::of(&s)));
             }
         }
         let mut g = match self.snapshot.write() {

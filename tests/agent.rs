@@ -515,6 +515,7 @@ fn a_metrics_listener_serves_metrics_and_health_only() {
     ] {
         let (code, body) = request(metrics, method, path).unwrap();
         assert_eq!(code, 404, "{method} {path}: {body}");
+        assert!(!body.contains("/v1/"), "the 404 names the API: {body}");
     }
     // ...but stay on the API listener, which serves metrics too.
     assert_eq!(get(http, "/v1/now").unwrap().0, 200);

@@ -124,6 +124,9 @@ pub struct Poller {
     backoff: u32,
     /// Doublings earned by answering (public-pool sources).
     settled: u32,
+    /// Doublings a Kiss-o'-Death RATE asked for: kept however well the
+    /// source answers afterwards.
+    kissed: u32,
     /// Answers in a row since the last doubling.
     run: u32,
     /// A follow-up request is due before the regular poll, which resumes
@@ -148,6 +151,7 @@ impl Poller {
             misses: 0,
             backoff: 0,
             settled: 0,
+            kissed: 0,
             run: 0,
             resume_at: None,
             sent_follow_up: false,
@@ -172,7 +176,11 @@ impl Poller {
         if self.burst_left > 0 {
             self.cfg.burst_interval
         } else {
-            let shift = self.backoff.min(self.cfg.max_backoff).max(self.settled);
+            let shift = self
+                .backoff
+                .min(self.cfg.max_backoff)
+                .max(self.settled)
+                .max(self.kissed);
             Nanos(self.cfg.poll.0 << shift)
         }
     }
@@ -276,10 +284,11 @@ impl Poller {
         self.sent_follow_up
     }
 
-    /// Poll less often (the server asked for it): one more backoff step,
-    /// no burst, no follow-up.
+    /// Poll less often (the server asked for it, RATE): one more doubling,
+    /// for good (answers do not undo it), no burst, no follow-up.
     pub fn slow_down(&mut self) {
         self.backoff = (self.backoff + 1).min(self.cfg.max_backoff);
+        self.kissed = (self.kissed + 1).min(self.cfg.max_backoff);
         self.burst_left = 0;
         if let Some(resume) = self.resume_at.take() {
             self.next_send = resume;
@@ -393,6 +402,32 @@ mod tests {
                 // gaps[i] follows request i, which went unanswered.
                 assert!(gaps[i] >= gaps[i - 1], "after miss {i}: {gaps:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_rate_kiss_slows_the_poll_for_good() {
+        let mut p = Poller::new(PollConfig::with_poll(Nanos::from_secs(16)), Steady(0));
+        let mut now = Steady(0);
+        // Past the burst, answered.
+        for _ in 0..6 {
+            assert!(p.on_timer(now));
+            p.answered();
+            now = p.deadline().unwrap();
+        }
+        assert_eq!(p.interval(), Nanos::from_secs(16));
+        // Two RATE kisses (each ends its request, as the source does).
+        for _ in 0..2 {
+            assert!(p.on_timer(now));
+            p.slow_down();
+            p.refused();
+            now = p.deadline().unwrap();
+        }
+        for _ in 0..20 {
+            now = p.deadline().unwrap();
+            assert!(p.on_timer(now));
+            p.answered();
+            assert_eq!(p.interval(), Nanos::from_secs(64), "answers undid the kiss");
         }
     }
 
