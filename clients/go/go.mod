@@ -1,0 +1,3 @@
+module skewd
+
+go 1.19
