@@ -104,7 +104,14 @@ fn c_programs_read_the_interval_and_it_contains_the_host_clock() {
         let Some(bin) = build(&agent.dir, shared) else {
             return;
         };
-        let out = Command::new(&bin).arg("now").arg(&seg).output().unwrap();
+        // cargo test puts target/debug (a debug libskewd_c.so) first on
+        // LD_LIBRARY_PATH, before the rpath: run with the release one.
+        let out = Command::new(&bin)
+            .arg("now")
+            .arg(&seg)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
