@@ -99,6 +99,22 @@ fn named_servers_going_silent_beside_a_pool_server_end_synchronized() {
 }
 
 #[test]
+fn interleaved_completions_never_cross_a_suspend() {
+    for name in [
+        "suspend_storm_interleaved",
+        "suspend_storm_interleaved_declared",
+    ] {
+        let r = run(name);
+        assert_sound(&r);
+        assert!(
+            r.interleaved_replies > 100,
+            "{name}: {} interleaved",
+            r.interleaved_replies
+        );
+    }
+}
+
+#[test]
 fn interleaved_replies_complete_exchanges_soundly() {
     let r = run("interleaved_declared");
     assert_sound(&r);

@@ -162,6 +162,8 @@ pub struct Engine {
     /// there is no model (kept across dropped models).
     last_pivot: Option<RefTime>,
     last_realtime: Option<(Steady, RefTime)>,
+    /// The last timeline interruption: no sample from before it is used.
+    interrupted_at: Option<Steady>,
     steps: u64,
     leap: LeapState,
     local: LocalState,
@@ -190,6 +192,7 @@ impl Engine {
             estimator,
             last_pivot: None,
             last_realtime: None,
+            interrupted_at: None,
             steps: 0,
             leap,
             local: LocalState::default(),
@@ -363,6 +366,12 @@ impl Engine {
     /// the source's filter, a selection round, leap bookkeeping, publish.
     fn accept(&mut self, source: SourceId, sample: Sample, now: Steady) -> Vec<Action> {
         let now = now.max(sample.at);
+        // A sample from before the last timeline interruption (an
+        // interleaved reply completing an older exchange) is on the old
+        // timeline: never used, whatever produced it.
+        if self.interrupted_at.is_some_and(|t| sample.at < t) {
+            return vec![Action::Publish(Box::new(self.publication(now)))];
+        }
         let model_iv = self.model().map(|m| m.interval_at(sample.at).interval);
         let bound = self.leap.to_internal(source.0, sample.bound, model_iv);
         let r = &mut self.records[source.0];
@@ -442,6 +451,7 @@ impl Engine {
     /// from before it. (The shell reports local readings with
     /// [`Engine::handle_local`], which decides when to call this.)
     fn interrupt(&mut self, now: Steady) {
+        self.interrupted_at = Some(now);
         self.estimator.interrupt(now);
         for r in &mut self.records {
             r.interrupt(now);

@@ -92,26 +92,53 @@ pub struct Decoded {
     pub writer_pid: u64,
 }
 
-/// Seqlock retries before a read reports [`ShmError::MidWrite`]. A publish
-/// takes well under a microsecond, so this only trips on a dead writer.
+/// Seqlock retries spent spinning before a read starts yielding to the
+/// writer (a publish takes well under a microsecond).
 pub const MAX_RETRIES: u32 = 10_000;
+/// How long an odd generation is waited out, yielding, before the read
+/// reports [`ShmError::MidWrite`]: a writer preempted mid-publish on a busy
+/// host is not dead (a flood of clients on two cores showed one held for
+/// longer than the spins).
+pub const MID_WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Run `f` over `s` until it sees one writer generation from start to end.
 #[inline(always)]
 pub fn consistent<T>(s: &Segment, f: impl Fn(&Segment) -> T) -> Result<T, ShmError> {
     for _ in 0..MAX_RETRIES {
-        let g1 = s.generation.load(Ordering::Acquire);
-        if g1 % 2 == 1 {
-            std::hint::spin_loop();
-            continue;
-        }
-        let v = f(s);
-        fence(Ordering::Acquire);
-        if s.generation.load(Ordering::Relaxed) == g1 {
+        if let Some(v) = attempt(s, &f) {
             return Ok(v);
         }
+        std::hint::spin_loop();
     }
-    Err(ShmError::MidWrite)
+    patient(s, &f)
+}
+
+/// One seqlock read, if no write overlapped it.
+#[inline(always)]
+fn attempt<T>(s: &Segment, f: &impl Fn(&Segment) -> T) -> Option<T> {
+    let g1 = s.generation.load(Ordering::Acquire);
+    if g1 % 2 == 1 {
+        return None;
+    }
+    let v = f(s);
+    fence(Ordering::Acquire);
+    (s.generation.load(Ordering::Relaxed) == g1).then_some(v)
+}
+
+/// The slow path: yield to the writer until [`MID_WRITE_PATIENCE`] passed.
+#[cold]
+#[inline(never)]
+fn patient<T>(s: &Segment, f: &impl Fn(&Segment) -> T) -> Result<T, ShmError> {
+    let deadline = std::time::Instant::now() + MID_WRITE_PATIENCE;
+    loop {
+        if let Some(v) = attempt(s, f) {
+            return Ok(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ShmError::MidWrite);
+        }
+        std::thread::yield_now();
+    }
 }
 
 #[inline(always)]

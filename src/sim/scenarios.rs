@@ -223,6 +223,24 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     s.events = vec![(H / 4, LocalEvent::SuspendStorm(120 * S, 3 * S))];
     v.push(s);
 
+    // The same storm with servers that answer interleaved (completions of
+    // exchanges from before a suspend must never be used), declared and
+    // not (follow-ups or not).
+    for (name, declared) in [
+        ("suspend_storm_interleaved", false),
+        ("suspend_storm_interleaved_declared", true),
+    ] {
+        let xl = ServerSpec {
+            interleaved: true,
+            ages_dispersion: declared,
+            declared_aged: declared,
+            ..ServerSpec::honest(10_000)
+        };
+        let mut s = base(name, vec![xl; 4], long);
+        s.events = vec![(H / 4, LocalEvent::SuspendStorm(120 * S, 3 * S))];
+        v.push(s);
+    }
+
     let mut s = base("clocksource_switch", honest(4), long);
     s.events = vec![(H, LocalEvent::ClocksourceSwitch(40.0))];
     v.push(s);

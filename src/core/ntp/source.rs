@@ -192,6 +192,10 @@ impl NtpSource {
     /// The timeline was interrupted: the request in flight is void.
     pub fn cancel(&mut self) {
         self.in_flight = None;
+        // An exchange from before the interruption must never be completed
+        // after it: its instants are on the old timeline (a suspend froze
+        // the steady clock while true time went on).
+        self.last = None;
         self.poller.cancel();
     }
 
