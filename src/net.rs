@@ -39,10 +39,16 @@ pub struct Incoming {
     pub kernel_stamp: Option<RefTime>,
     /// A REALTIME/steady pair read right after `received_at`.
     pub after: ClockPair,
-    /// The kernel's transmit stamp (REALTIME) of the latest request sent on
-    /// this socket, from its error queue, when enabled and given.
-    pub sent_kernel: Option<RefTime>,
+    /// The newest kernel transmit stamp (REALTIME) on this socket's error
+    /// queue, with the identifier of the datagram it stamps, when enabled.
+    pub sent_kernel: Option<(u32, RefTime)>,
 }
+
+/// The identifier the next datagram on a socket will carry in its transmit
+/// stamp (`SOF_TIMESTAMPING_OPT_ID` counts sends from 0), or
+/// [`TX_ID_UNKNOWN`] after a failed send (which may or may not have used
+/// one) until the next stamp says.
+const TX_ID_UNKNOWN: u32 = u32::MAX;
 
 /// One configured server and its socket.
 #[derive(Debug)]
@@ -58,6 +64,11 @@ pub struct Slot {
     /// lost every source's first request).
     send_socket: Option<std::net::UdpSocket>,
     task: Option<JoinHandle<()>>,
+    /// Transmit stamps are on (SO_TIMESTAMPING with identifiers).
+    tx_stamps: bool,
+    /// The identifier of the next datagram sent (shared with the receive
+    /// task, which corrects it from the stamps it sees).
+    tx_next: Arc<std::sync::atomic::AtomicU32>,
     /// Current socket generation.
     pub generation: u64,
     /// Ask the kernel for receive timestamps (SO_TIMESTAMPNS).
@@ -121,6 +132,8 @@ impl Slot {
             socket: None,
             send_socket: None,
             task: None,
+            tx_stamps: false,
+            tx_next: Arc::default(),
             generation: 0,
             resolved_at: None,
             resolving: false,
@@ -161,9 +174,12 @@ impl Slot {
                 sockopt::Timestamping,
                 &(TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE
                     | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
-                    | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY),
+                    | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY
+                    | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID),
             )
             .is_ok();
+        let tx_next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let rx_next = tx_next.clone();
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
         if let Some(t) = self.task.take() {
             t.abort();
@@ -182,8 +198,18 @@ impl Slot {
                             // often as a reply, and the reply needs the
                             // stamp of its request.
                             if tx_stamps {
-                                if let Some(t) = drain_tx_stamps(&rx_sock) {
-                                    sent_kernel = Some(t);
+                                if let Some((id, t)) = drain_tx_stamps(&rx_sock) {
+                                    sent_kernel = Some((id, t));
+                                    // The next send is after this one (a
+                                    // failed send may have used an id, or
+                                    // not: the stamps say).
+                                    use std::sync::atomic::Ordering::Relaxed;
+                                    let next = id.wrapping_add(1);
+                                    if rx_next.load(Relaxed) == TX_ID_UNKNOWN {
+                                        rx_next.store(next, Relaxed);
+                                    } else {
+                                        rx_next.fetch_max(next, Relaxed);
+                                    }
                                 }
                             }
                             recv_with_stamp(&rx_sock, &mut buf)
@@ -222,6 +248,8 @@ impl Slot {
         }));
         self.socket = Some(sock);
         self.send_socket = Some(send_sock);
+        self.tx_stamps = tx_stamps;
+        self.tx_next = tx_next;
         self.address = Some(addr);
         self.duplicate_of = None;
         Ok(())
@@ -252,12 +280,30 @@ impl Slot {
                 span: p.span,
             }
         });
+        use std::sync::atomic::Ordering::Relaxed;
+        let tx_id = if self.tx_stamps {
+            match self.tx_next.fetch_add(1, Relaxed) {
+                TX_ID_UNKNOWN => {
+                    self.tx_next.store(TX_ID_UNKNOWN, Relaxed);
+                    None
+                }
+                id => Some(id),
+            }
+        } else {
+            None
+        };
         let t1 = clock::raw();
-        sock.send(packet).ok()?;
+        if sock.send(packet).is_err() {
+            if self.tx_stamps {
+                self.tx_next.store(TX_ID_UNKNOWN, Relaxed);
+            }
+            return None;
+        }
         Some(SentStamps {
             at: t1,
             pair,
             clock_sets,
+            tx_id,
         })
     }
 }
@@ -267,11 +313,11 @@ fn ns_of(ts: &nix::sys::time::TimeSpec) -> RefTime {
 }
 
 /// Read the socket's error queue empty; the software transmit stamp of the
-/// last entry, if any (entries come in send order).
-fn drain_tx_stamps(sock: &UdpSocket) -> Option<RefTime> {
+/// newest entry and the identifier of the datagram it stamps, if any.
+fn drain_tx_stamps(sock: &UdpSocket) -> Option<(u32, RefTime)> {
     let mut last = None;
-    // A few entries at most: one request is in flight per source.
-    for _ in 0..16 {
+    // Empty, however long it grew (bounded by the socket's receive buffer).
+    for _ in 0..4096 {
         let mut buf = [0u8; 64];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let mut space = vec![0u8; 256];
@@ -283,14 +329,28 @@ fn drain_tx_stamps(sock: &UdpSocket) -> Option<RefTime> {
         ) else {
             break;
         };
+        let (mut stamp, mut id) = (None, None);
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
-                if let ControlMessageOwned::ScmTimestampsns(ts) = c {
-                    if ts.system.tv_sec() != 0 || ts.system.tv_nsec() != 0 {
-                        last = Some(ns_of(&ts.system));
+                match c {
+                    ControlMessageOwned::ScmTimestampsns(ts)
+                        if ts.system.tv_sec() != 0 || ts.system.tv_nsec() != 0 =>
+                    {
+                        stamp = Some(ns_of(&ts.system));
                     }
+                    ControlMessageOwned::Ipv4RecvErr(e, _)
+                    | ControlMessageOwned::Ipv6RecvErr(e, _)
+                        if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING =>
+                    {
+                        id = Some(e.ee_data);
+                    }
+                    _ => {}
                 }
             }
+        }
+        // A stamp without its identifier is nobody's.
+        if let (Some(id), Some(t)) = (id, stamp) {
+            last = Some((id, t));
         }
     }
     last

@@ -99,6 +99,29 @@ fn named_servers_going_silent_beside_a_pool_server_end_synchronized() {
 }
 
 #[test]
+fn without_any_reply_synchronized_ends_with_the_evidence() {
+    let sc = all(3.0)
+        .into_iter()
+        .find(|s| s.name == "network_down_beside_pool")
+        .unwrap();
+    let (from, to) = skewd::sim::scenarios::NAMED_OUTAGE[0];
+    for run in skewd::sim::scenarios::run_seeds(&sc, 2, 2) {
+        assert_eq!(run.violations, 0);
+        let left = run
+            .transitions
+            .iter()
+            .find(|(x, st)| (from..to).contains(x) && *st != Status::Synchronized)
+            .map(|(x, _)| (x - from) / 1_000_000_000);
+        // The named servers' samples expire 8 polls (128 s) after their
+        // last answer; 2f+1 = 3 valid sources are needed.
+        assert!(
+            left.is_some_and(|s| s <= 140),
+            "left synchronized after {left:?} s"
+        );
+    }
+}
+
+#[test]
 fn interleaved_completions_never_cross_a_suspend() {
     for name in [
         "suspend_storm_interleaved",

@@ -83,13 +83,15 @@ impl EngineConfig {
         }
     }
 
-    /// How old a sample of `source` may be and still take part: 8 of its
-    /// own polls (at least [`EngineConfig::max_sample_age`]). Per source: a
-    /// silent named server's samples expire after 8 of *its* polls, however
-    /// slowly a pool server beside it is polled.
-    pub fn sample_age_limit(&self, source: &SourceConfig) -> Nanos {
+    /// How old a sample of `source`, polled every `scheduled` while it
+    /// answers, may be and still take part: 8 of its own polls (at least
+    /// [`EngineConfig::max_sample_age`]; its ceiling, or more when a RATE
+    /// kiss slowed it). Per source: a silent named server's samples expire
+    /// after 8 of *its* polls, however slowly a pool server beside it is
+    /// polled.
+    pub fn sample_age_limit(&self, source: &SourceConfig, scheduled: Nanos) -> Nanos {
         self.max_sample_age
-            .max(Nanos(self.poll_ceiling(source).0 * 8))
+            .max(Nanos(self.poll_ceiling(source).max(scheduled).0 * 8))
     }
 
     /// Stretch `free_run_after` once `sources` is set, so that the status
@@ -424,13 +426,19 @@ impl Engine {
     /// Run a selection round at `now` with every source's best aged interval.
     fn round(&mut self, now: Steady) -> Round {
         let ageing = self.estimator.ageing();
-        let intervals: Vec<Option<Interval>> = self
+        let limits: Vec<Nanos> = self
             .records
             .iter()
             .map(|r| {
-                let max_age = self.cfg.sample_age_limit(&r.cfg);
-                r.filter.best_at(now, max_age, &ageing).map(|(iv, _)| iv)
+                self.cfg
+                    .sample_age_limit(&r.cfg, r.poller().scheduled_interval())
             })
+            .collect();
+        let intervals: Vec<Option<Interval>> = self
+            .records
+            .iter()
+            .zip(&limits)
+            .map(|(r, max_age)| r.filter.best_at(now, *max_age, &ageing).map(|(iv, _)| iv))
             .collect();
         let round = self.estimator.update(now, &intervals);
         if round.published.is_some() {
@@ -443,6 +451,22 @@ impl Engine {
                 r.falseticker = *f;
                 r.used = iv.is_some();
             }
+            // Synchronized no longer than 2f+1 valid intervals (the count a
+            // majority round needs, falsetickers included, as in selection)
+            // can still be formed without a new sample: until the (2f+1)-th
+            // latest expiry (a round needs a reply; when none comes, the
+            // status must not outlive the evidence).
+            let mut expiries: Vec<Steady> = self
+                .records
+                .iter()
+                .zip(&limits)
+                .filter(|(r, _)| r.used)
+                .filter_map(|(r, limit)| r.filter.latest().map(|l| l.at.plus(*limit)))
+                .collect();
+            expiries.sort_unstable_by(|a, b| b.cmp(a));
+            let k = 2 * crate::core::select::tolerated_faults(self.records.len()) + 1;
+            let until = expiries.get(k - 1).copied().unwrap_or(now);
+            self.estimator.cap_sync_until(until);
         }
         round
     }

@@ -181,6 +181,13 @@ impl Estimator {
         }
     }
 
+    /// A published model reads `synchronized` until `t` at most.
+    pub fn cap_sync_until(&mut self, t: Steady) {
+        if let Some(m) = &mut self.model {
+            m.sync_until = m.sync_until.min(t);
+        }
+    }
+
     /// The current model, if any.
     pub fn model(&self) -> Option<&Model> {
         self.model.as_ref()

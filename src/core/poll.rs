@@ -279,6 +279,13 @@ impl Poller {
         }
     }
 
+    /// The interval the source is polled at when it answers: its poll,
+    /// doubled by what it earned (a settled pool server) or was told (a
+    /// RATE kiss); not the backoff of misses, nor the start-up burst.
+    pub fn scheduled_interval(&self) -> Nanos {
+        Nanos(self.cfg.poll.0 << self.settled.max(self.kissed))
+    }
+
     /// Whether the last request sent was a follow-up.
     pub fn sent_follow_up(&self) -> bool {
         self.sent_follow_up

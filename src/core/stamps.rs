@@ -30,6 +30,10 @@ pub struct SentStamps {
     /// How many times the shell has seen CLOCK_REALTIME set (stepped), if it
     /// can tell (a `timerfd` with `TFD_TIMER_CANCEL_ON_SET`).
     pub clock_sets: Option<u64>,
+    /// The kernel's identifier of this datagram among the socket's sends
+    /// (`SOF_TIMESTAMPING_OPT_ID`): only a transmit stamp carrying it is
+    /// this request's.
+    pub tx_id: Option<u32>,
 }
 
 impl SentStamps {
@@ -39,6 +43,7 @@ impl SentStamps {
             at,
             pair: None,
             clock_sets: None,
+            tx_id: None,
         }
     }
 }
@@ -61,12 +66,12 @@ pub struct RxStamps {
     /// short a round trip, and a model from before it is early by the
     /// sleep).
     pub boot_offset: Option<(i64, i64)>,
-    /// The kernel's transmit stamp (CLOCK_REALTIME as the request left the
-    /// stack) of the latest request sent on this socket, read from its
-    /// error queue by the time the reply came. A stamp of an earlier
-    /// request is earlier still: as a lower bound of this departure it
-    /// stays sound, only less useful.
-    pub sent_kernel: Option<RefTime>,
+    /// The newest kernel transmit stamp on the socket's error queue by the
+    /// time the reply came (CLOCK_REALTIME as a request left the stack),
+    /// with the identifier of the datagram it stamps. Used only when that
+    /// is the request's own ([`SentStamps::tx_id`]): a stale stamp from
+    /// before a backward clock step would map after this departure.
+    pub sent_kernel: Option<(u32, RefTime)>,
 }
 
 impl RxStamps {
@@ -101,6 +106,9 @@ pub enum StampFallback {
     Inconsistent,
     /// The mapped instant is not after the send.
     OutOfRange,
+    /// The newest transmit stamp is another datagram's (this request's was
+    /// not on the error queue yet, or never came).
+    NotOurs,
 }
 
 /// REALTIME − steady of a pair.
@@ -161,7 +169,12 @@ pub fn send_instant(sent: &SentStamps, rx: &RxStamps) -> (Steady, Option<StampFa
 /// lower bounds is taken (from the pair after `recv()`, with the departure
 /// between the userspace send stamp and that pair).
 pub fn map_tx_stamp(sent: &SentStamps, rx: &RxStamps) -> Result<Steady, StampFallback> {
-    let (stamp, before, after, watched) = pairs(rx.sent_kernel, sent, rx)?;
+    let own = match (rx.sent_kernel, sent.tx_id) {
+        (Some((id, stamp)), Some(want)) if id == want => Some(stamp),
+        (Some(_), Some(_)) => return Err(StampFallback::NotOurs),
+        _ => None,
+    };
+    let (stamp, before, after, watched) = pairs(own, sent, rx)?;
     let tb = before.steady.0 as i128;
     let est_b = stamp.0 - offset(&before);
     let lb_b = est_b
@@ -266,6 +279,7 @@ mod rx_tests {
 
     fn sent(at: i64, off: i128, sets: Option<u64>) -> SentStamps {
         SentStamps {
+            tx_id: Some(7),
             at: Steady(at),
             pair: Some(pair(at - 100, off)),
             clock_sets: sets,
@@ -372,7 +386,7 @@ mod rx_tests {
             let step_at = t_send - 100 + ((t_recv + 50 - (t_send - 100)) as f64 * step_frac) as i64;
             let off_at = |x: i64| if x >= step_at { OFF + step } else { OFF };
             let sets = |x: i64| watcher.then_some(u64::from(x >= step_at && step != 0));
-            let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100) };
+            let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100), tx_id: None };
             let r = RxStamps { at: Steady(t_recv), kernel: Some(RefTime(arrival as i128 + off_at(arrival))), pair: Some(pair(t_recv + 50, off_at(t_recv + 50))), clock_sets: sets(t_recv + 50), boot_offset: None, sent_kernel: None };
             let (t4, _) = receive_instant(&s, &r);
             proptest::prop_assert!(t4.0 >= arrival, "t4 {} arrival {}", t4.0, arrival);
@@ -385,7 +399,7 @@ mod rx_tests {
         // 905_000, the reply was read at 1_030_000.
         for sets in [Some(3), None] {
             let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, sets);
-            r.sent_kernel = Some(RefTime(905_000 + OFF));
+            r.sent_kernel = Some((7, RefTime(905_000 + OFF)));
             let (t1, why) = send_instant(&sent(900_100, OFF, sets), &r);
             assert_eq!(why, None);
             // With a watcher: 10 % of the 5 us since the pair; without, the
@@ -404,21 +418,33 @@ mod rx_tests {
             (Steady(900_100), Some(StampFallback::Missing))
         );
         let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(2));
-        r.sent_kernel = Some(RefTime(905_000 + OFF));
+        r.sent_kernel = Some((7, RefTime(905_000 + OFF)));
         assert_eq!(
             send_instant(&s, &r),
             (Steady(900_100), Some(StampFallback::ClockSet))
         );
         let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(1));
-        r.sent_kernel = Some(RefTime(2_000_000 + OFF));
+        r.sent_kernel = Some((7, RefTime(2_000_000 + OFF)));
         assert_eq!(
             send_instant(&s, &r),
             (Steady(900_100), Some(StampFallback::OutOfRange))
         );
-        // A stale stamp of an earlier request: the userspace stamp is later.
+        // Another datagram's stamp (an earlier request's, its own not yet on
+        // the queue), even one that would map inside the exchange after a
+        // backward step before it (the review's case): never used.
         let mut r = rx(1_030_000, 1_000_000 + OFF, OFF, Some(1));
-        r.sent_kernel = Some(RefTime(100_000 + OFF));
-        assert_eq!(send_instant(&s, &r), (Steady(900_100), None));
+        r.sent_kernel = Some((6, RefTime(905_000 + OFF)));
+        assert_eq!(
+            send_instant(&s, &r),
+            (Steady(900_100), Some(StampFallback::NotOurs))
+        );
+        // Without identifiers (an old kernel): no kernel stamp either.
+        let mut s2 = s;
+        s2.tx_id = None;
+        assert_eq!(
+            send_instant(&s2, &r),
+            (Steady(900_100), Some(StampFallback::Missing))
+        );
     }
 
     proptest::proptest! {
@@ -445,14 +471,14 @@ mod rx_tests {
                     + if x >= step_at { step } else { 0 }
             };
             let sets = |x: i64| watcher.then_some(u64::from(x >= step_at && step != 0));
-            let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100) };
+            let s = SentStamps { at: Steady(t_send), pair: Some(pair(t_send - 100, off_at(t_send - 100))), clock_sets: sets(t_send - 100), tx_id: Some(3) };
             let r = RxStamps {
                 at: Steady(t_recv),
                 kernel: None,
                 pair: Some(pair(t_recv + 50, off_at(t_recv + 50))),
                 clock_sets: sets(t_recv + 50),
                 boot_offset: None,
-                sent_kernel: Some(RefTime(departure as i128 + off_at(departure))),
+                sent_kernel: Some((3, RefTime(departure as i128 + off_at(departure)))),
             };
             let (t1, _) = send_instant(&s, &r);
             proptest::prop_assert!(t1.0 <= departure, "t1 {} departure {}", t1.0, departure);

@@ -159,6 +159,23 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     });
     v.push(base("named_outage_beside_pool", servers, long));
 
+    // Two named servers and one of the pool, and the network goes down:
+    // no reply, no round; the status must not outlive the named servers'
+    // samples (free_run_after alone, 4 pool polls, would keep it 17 min).
+    let mut servers = vec![
+        ServerSpec {
+            down: NAMED_OUTAGE,
+            ..ServerSpec::honest(10_000)
+        };
+        2
+    ];
+    servers.push(ServerSpec {
+        public_pool: true,
+        down: NAMED_OUTAGE,
+        ..ServerSpec::honest(10_000)
+    });
+    v.push(base("network_down_beside_pool", servers, long));
+
     // chronyd-like servers on a loopback-like path, declared self-ageing and
     // answering interleaved: the follow-up requests, kernel stamps on both
     // sides, lost, duplicated and reordered replies.

@@ -121,7 +121,9 @@ pub struct World<'a> {
     wake_at: Option<i64>,
     /// Per source, the kernel transmit stamp (REALTIME at departure) of
     /// its latest request.
-    sent_kernel: Vec<Option<RefTime>>,
+    sent_kernel: Vec<Option<(u32, RefTime)>>,
+    /// Per source, datagrams sent (the kernel's transmit-stamp identifiers).
+    tx_sends: Vec<u32>,
 }
 
 /// The engine configuration a scenario describes: its servers as sources,
@@ -195,6 +197,7 @@ impl<'a> World<'a> {
             wander,
             wake_at: Some(0),
             sent_kernel: vec![None; sc.servers.len()],
+            tx_sends: vec![0; sc.servers.len()],
             leap_true,
             leapfree_offset: sc.leap_table.leapfree_offset_at(RefTime(start_true)).0,
             honest_width_ns,
@@ -284,10 +287,16 @@ impl<'a> World<'a> {
             match a {
                 Action::Send { source, packet } => {
                     let pair = self.sc.stamps.kernel.then(|| self.pair(x));
+                    // The kernel numbers a socket's datagrams (OPT_ID).
+                    let tx_id = self.tx_sends.get(source.0).copied();
+                    if let Some(n) = self.tx_sends.get_mut(source.0) {
+                        *n = n.wrapping_add(1);
+                    }
                     let stamps = SentStamps {
                         at: Steady(x),
                         pair,
                         clock_sets: self.sets(),
+                        tx_id: tx_id.filter(|_| self.sc.stamps.kernel),
                     };
                     self.engine.handle_sent(source, stamps);
                     // With kernel stamps, the request leaves the stack a
@@ -297,8 +306,9 @@ impl<'a> World<'a> {
                         let lag = self.exp(self.sc.stamps.recv_lag_mean_ns);
                         let d = x + lag;
                         let stamp = self.realtime(d);
-                        if let Some(slot) = self.sent_kernel.get_mut(source.0) {
-                            *slot = Some(stamp);
+                        if let (Some(slot), Some(id)) = (self.sent_kernel.get_mut(source.0), tx_id)
+                        {
+                            *slot = Some((id, stamp));
                         }
                         d
                     } else {
