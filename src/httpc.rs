@@ -47,6 +47,9 @@ pub fn request(
         .method(method)
         .uri(&uri)
         .header("Content-Length", "0")
+        // One request per connection: the agent frees the slot at once
+        // (it caps connections; a kept-alive one waits to be evicted).
+        .header("Connection", "close")
         .body(())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut resp = agent.run(req).map_err(io)?;
