@@ -104,41 +104,47 @@ pub const MID_WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_mi
 /// Run `f` over `s` until it sees one writer generation from start to end.
 #[inline(always)]
 pub fn consistent<T>(s: &Segment, f: impl Fn(&Segment) -> T) -> Result<T, ShmError> {
+    consistent_within(s, f, 3)
+}
+
+/// [`consistent`], waiting for a slow writer `waits` more times. (The
+/// closure is passed on by value: taking its address in the hot path cost
+/// the fast read 10 ns.)
+#[inline(always)]
+fn consistent_within<T>(s: &Segment, f: impl Fn(&Segment) -> T, waits: u32) -> Result<T, ShmError> {
     for _ in 0..MAX_RETRIES {
-        if let Some(v) = attempt(s, &f) {
+        let g1 = s.generation.load(Ordering::Acquire);
+        if g1 % 2 == 1 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let v = f(s);
+        fence(Ordering::Acquire);
+        if s.generation.load(Ordering::Relaxed) == g1 {
             return Ok(v);
         }
-        std::hint::spin_loop();
     }
-    patient(s, &f)
+    // A writer preempted mid-publish is slow, not dead: wait for it a few
+    // times; one that stays odd, or writes without pause, is reported.
+    if waits > 0 && wait_for_writer(s) {
+        return consistent_within(s, f, waits - 1);
+    }
+    Err(ShmError::MidWrite)
 }
 
-/// One seqlock read, if no write overlapped it.
-#[inline(always)]
-fn attempt<T>(s: &Segment, f: &impl Fn(&Segment) -> T) -> Option<T> {
-    let g1 = s.generation.load(Ordering::Acquire);
-    if g1 % 2 == 1 {
-        return None;
-    }
-    let v = f(s);
-    fence(Ordering::Acquire);
-    (s.generation.load(Ordering::Relaxed) == g1).then_some(v)
-}
-
-/// The slow path: yield to the writer until [`MID_WRITE_PATIENCE`] passed.
+/// The slow path, out of line: yield until the generation is even, or
+/// [`MID_WRITE_PATIENCE`] has passed. Whether it came back even.
 #[cold]
 #[inline(never)]
-fn patient<T>(s: &Segment, f: &impl Fn(&Segment) -> T) -> Result<T, ShmError> {
+fn wait_for_writer(s: &Segment) -> bool {
     let deadline = std::time::Instant::now() + MID_WRITE_PATIENCE;
-    loop {
-        if let Some(v) = attempt(s, f) {
-            return Ok(v);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(ShmError::MidWrite);
+    while std::time::Instant::now() < deadline {
+        if s.generation.load(Ordering::Acquire) % 2 == 0 {
+            return true;
         }
         std::thread::yield_now();
     }
+    false
 }
 
 #[inline(always)]
