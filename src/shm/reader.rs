@@ -139,7 +139,7 @@ fn consistent_within<T>(s: &Segment, f: impl Fn(&Segment) -> T, waits: u32) -> R
 fn wait_for_writer(s: &Segment) -> bool {
     let deadline = std::time::Instant::now() + MID_WRITE_PATIENCE;
     while std::time::Instant::now() < deadline {
-        if s.generation.load(Ordering::Acquire) % 2 == 0 {
+        if s.generation.load(Ordering::Acquire).is_multiple_of(2) {
             return true;
         }
         std::thread::yield_now();
