@@ -91,6 +91,7 @@ pub struct SkewdCommit {
     pub epsilon_ns: i64,
 }
 
+#[cold]
 fn code(e: &ClientError) -> c_int {
     match e {
         ClientError::Shm(s) => match s {
@@ -115,6 +116,7 @@ fn code(e: &ClientError) -> c_int {
 }
 
 /// Run `f`, turning a panic into `SKEWD_E_INTERNAL`.
+#[inline(always)]
 fn guard(f: impl FnOnce() -> c_int + std::panic::UnwindSafe) -> c_int {
     std::panic::catch_unwind(f).unwrap_or(SKEWD_E_INTERNAL)
 }
@@ -249,14 +251,28 @@ pub unsafe extern "C" fn skewd_now_on(
     }))
 }
 
-/// `skewd_now_on(c, SKEWD_UTC, out)`: the UTC interval now.
+/// `skewd_now_on(c, SKEWD_UTC, out)`: the UTC interval now (the hot path,
+/// without the timescale's dispatch).
 ///
 /// # Safety
 /// As `skewd_now_on`.
 #[no_mangle]
 pub unsafe extern "C" fn skewd_now(c: *const SkewdClock, out: *mut SkewdInterval) -> c_int {
-    // SAFETY: the caller's promise, passed on.
-    unsafe { skewd_now_on(c, SKEWD_UTC, out) }
+    // SAFETY: the caller's promise.
+    let (Some(c), Some(out)) = (unsafe { c.as_ref() }, unsafe { out.as_mut() }) else {
+        return SKEWD_E_INVAL;
+    };
+    guard(std::panic::AssertUnwindSafe(|| match c.0.now() {
+        Ok(t) => {
+            *out = SkewdInterval {
+                earliest_ns: t.utc.earliest.0,
+                latest_ns: t.utc.latest.0,
+                status: t.status as i32,
+            };
+            SKEWD_OK
+        }
+        Err(e) => code(&e),
+    }))
 }
 
 fn compare(c: *const SkewdClock, t_ns: i64, timescale: c_int, after: bool) -> c_int {
