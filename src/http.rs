@@ -341,6 +341,13 @@ struct SourceJson {
     kernel_tx_stamp_fallbacks: u64,
     interleaved_replies: u64,
     poll_interval_s: f64,
+    /// "by_server" (chrony-style), "fixed" (ntpd-style), or null.
+    dispersion_ageing: Option<&'static str>,
+    declared_aged: bool,
+    /// A hint, never applied: how much narrower this source's interval
+    /// would be were it declared `dispersion_aged_by_server` (only when it
+    /// is seen to age its dispersion itself and is not declared).
+    declaring_would_narrow_ns: Option<i64>,
     duplicate_of: Option<String>,
 }
 
@@ -376,6 +383,19 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
             kernel_tx_stamps: v.report.counters.kernel_tx_stamps,
             kernel_tx_stamp_fallbacks: v.report.counters.kernel_tx_stamp_fallbacks,
             interleaved_replies: v.report.counters.interleaved,
+            dispersion_ageing: v.report.dispersion_ages_itself.map(|a| {
+                if a {
+                    "by_server"
+                } else {
+                    "fixed"
+                }
+            }),
+            declared_aged: v.report.declared_aged,
+            declaring_would_narrow_ns: (v.report.dispersion_ages_itself == Some(true)
+                && !v.report.declared_aged)
+                .then_some(v.report.dispersion_ageing_added)
+                .flatten()
+                .map(ns),
             poll_interval_s: v.report.poll.0 as f64 / 1e9,
             duplicate_of: v.duplicate_of.clone(),
         })

@@ -586,6 +586,21 @@ fn print_status(body: &str) -> anyhow::Result<()> {
             ms(&s["root_distance_ns"]),
         );
     }
+    // Hints, never applied: servers seen to age their own root dispersion.
+    for s in v["sources"].as_array().into_iter().flatten() {
+        if let Some(n) = s["declaring_would_narrow_ns"].as_i64() {
+            println!(
+                "hint: {} ages its root dispersion itself (chrony-style): declaring it (dispersion_aged_by_server = true) would narrow its interval by {} on each side",
+                s["name"].as_str().unwrap_or("?"),
+                skewd::human::ns(n)
+            );
+        } else if s["dispersion_ageing"] == "fixed" && s["declared_aged"] == true {
+            println!(
+                "warning: {} is declared dispersion_aged_by_server but its root dispersion stays fixed (ntpd-style): the declaration can break the bound",
+                s["name"].as_str().unwrap_or("?")
+            );
+        }
+    }
     println!();
     println!("OFFSET is the source minus skewd's centre: positive means the source is ahead");
     println!("(chronyc shows the opposite sign); HW is half the width of its latest sample.");

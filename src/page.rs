@@ -719,6 +719,9 @@ mod tests {
                     root_distance: Some(Nanos(10_000)),
                     counters: Counters::default(),
                     poll: Nanos::from_secs(16),
+                    dispersion_ages_itself: None,
+                    dispersion_ageing_added: None,
+                    declared_aged: false,
                 },
             })
             .collect();

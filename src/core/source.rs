@@ -105,6 +105,15 @@ pub struct SourceReport {
     pub counters: Counters,
     /// Its current poll interval.
     pub poll: Nanos,
+    /// NTP: whether the server is seen to age its root dispersion itself
+    /// (`Some(true)`, chrony-style) or not (`Some(false)`, ntpd-style).
+    pub dispersion_ages_itself: Option<bool>,
+    /// NTP: what skewd's own ageing of that dispersion (Φ_s since the
+    /// server's reference time) added to each side of its latest interval;
+    /// zero when declared.
+    pub dispersion_ageing_added: Option<Nanos>,
+    /// NTP: the operator declared `dispersion_aged_by_server`.
+    pub declared_aged: bool,
 }
 
 /// One configured source.
@@ -214,6 +223,21 @@ impl Record {
             root_distance: latest.and_then(|l| l.root_distance),
             counters: p.counters,
             poll: p.interval(),
+            dispersion_ages_itself: match &self.kind {
+                Kind::Ntp(s) => s.dispersion.ages_itself(),
+                Kind::Direct(_) => None,
+            },
+            dispersion_ageing_added: match &self.kind {
+                Kind::Ntp(s) => s.dispersion.ageing_added,
+                Kind::Direct(_) => None,
+            },
+            declared_aged: matches!(
+                self.cfg,
+                SourceConfig::Ntp {
+                    dispersion_aged_by_server: true,
+                    ..
+                }
+            ),
         }
     }
 }

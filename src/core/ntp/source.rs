@@ -63,6 +63,64 @@ struct Exchange {
     reply: Packet,
 }
 
+/// What a server's replies show of how it reports its root dispersion,
+/// watched while its reference time stays the same: a hint for the
+/// operator, never applied by itself (declaring a server that does not age
+/// its dispersion would break the bound).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispersionWatch {
+    /// The reference time being watched, and the first (transmit time,
+    /// root dispersion) seen with it.
+    first: Option<(NtpTimestamp, RefTime, u32)>,
+    /// Seen to grow with the same reference time: the server ages it
+    /// (chronyd does).
+    pub grows: bool,
+    /// Seen unchanged over at least [`FIXED_AFTER`] with the same reference
+    /// time: as of its last update (ntpd-style).
+    pub fixed: bool,
+    /// At the latest reply: how much skewd's own ageing at Φ_s added to
+    /// each side of its interval (what declaring the server would remove).
+    pub ageing_added: Option<crate::core::time::Nanos>,
+}
+
+/// An unchanged root dispersion over this long (same reference time) means
+/// the server does not age it: chronyd's grows by ≥ 1 ppm, 64 µs over 64 s,
+/// beyond the field's 15 µs resolution.
+pub const FIXED_AFTER: crate::core::time::Nanos = crate::core::time::Nanos(64_000_000_000);
+
+impl DispersionWatch {
+    fn observe(&mut self, p: &Packet, pivot: RefTime, server_dispersion_rate: Rate) {
+        // This exchange's t2 (an interleaved reply's transmit timestamp is
+        // the previous reply's): the header was written just after it.
+        let t3 = p.receive.to_ref_floor(pivot);
+        let since_ref = (t3 - p.reference.to_ref_floor(pivot)).0.max(0);
+        self.ageing_added = Some(rate_spread_ceil(server_dispersion_rate, Nanos(since_ref)));
+        match self.first {
+            Some((reference, t0, d0)) if reference == p.reference => {
+                if p.root_dispersion > d0 {
+                    self.grows = true;
+                } else if p.root_dispersion == d0 && d0 > 0 && (t3 - t0) >= FIXED_AFTER {
+                    // (A dispersion of zero tells nothing: a server that is
+                    // its own reference, chronyd's `local`, reports zero.)
+                    self.fixed = true;
+                }
+            }
+            _ => self.first = Some((p.reference, t3, p.root_dispersion)),
+        }
+    }
+
+    /// `Some(true)`: the server ages its root dispersion itself (it may be
+    /// declared so); `Some(false)`: it does not; `None`: not seen yet, or
+    /// both (a server that changed its ways).
+    pub fn ages_itself(&self) -> Option<bool> {
+        match (self.grows, self.fixed) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// Interleaved requests answered in basic mode in a row before a server
 /// is taken not to support interleaved mode.
 pub const INTERLEAVED_TRIES: u32 = 4;
@@ -86,6 +144,8 @@ pub struct NtpSource {
     follow_ups: bool,
     /// The reply just accepted asks for a follow-up.
     want_follow_up: bool,
+    /// How it reports its root dispersion (the operator's hint).
+    pub dispersion: DispersionWatch,
 }
 
 /// How long after a reply its follow-up request goes out.
@@ -104,6 +164,7 @@ impl NtpSource {
             last: None,
             follow_ups: false,
             want_follow_up: false,
+            dispersion: DispersionWatch::default(),
         }
     }
 
@@ -292,6 +353,8 @@ impl NtpSource {
         if rx.sent_kernel.is_some() && tx_fallback.is_none() {
             self.poller.counters.kernel_tx_stamps += 1;
         }
+        self.dispersion
+            .observe(&p, pivot, params.server_dispersion_rate);
         let this = Exchange { t1, t4, reply: p };
         let sample = match completes {
             Some(named) => {
@@ -528,5 +591,45 @@ mod tests {
         assert!(!s.interleaved());
         let req = Packet::parse(&s.handle_timer(now, 200).unwrap()).unwrap();
         assert_eq!((req.origin.0, req.receive.0), (0, 0));
+    }
+
+    #[test]
+    fn the_dispersion_hint_tells_chrony_style_from_ntpd_style() {
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let reply = |at_s: i128, reference_s: i128, disp: u32| Packet {
+            reference: NtpTimestamp::from_ref(t + Nanos::from_secs(reference_s)),
+            receive: NtpTimestamp::from_ref(t + Nanos::from_secs(at_s)),
+            transmit: NtpTimestamp::from_ref(t + Nanos::from_secs(at_s)),
+            root_dispersion: disp,
+            ..Packet::parse(&reply_to(1, t)).unwrap()
+        };
+        let phi = Rate(15_000_000);
+        // chrony-style: the same reference time, a growing dispersion.
+        let mut w = DispersionWatch::default();
+        w.observe(&reply(10, 0, 100), t, phi);
+        assert_eq!(w.ages_itself(), None);
+        w.observe(&reply(26, 0, 101), t, phi);
+        assert_eq!(w.ages_itself(), Some(true));
+        // What skewd's own ageing added: 15 ppm of the 26 s since the
+        // reference time, 390 µs.
+        assert_eq!(w.ageing_added, Some(Nanos(390_000)));
+        // ntpd-style: unchanged for 64 s (not 63), nonzero.
+        let mut w = DispersionWatch::default();
+        w.observe(&reply(10, 0, 100), t, phi);
+        w.observe(&reply(73, 0, 100), t, phi);
+        assert_eq!(w.ages_itself(), None);
+        w.observe(&reply(74, 0, 100), t, phi);
+        assert_eq!(w.ages_itself(), Some(false));
+        // A new reference time starts over; zero tells nothing.
+        let mut w = DispersionWatch::default();
+        w.observe(&reply(10, 0, 0), t, phi);
+        w.observe(&reply(100, 0, 0), t, phi);
+        assert_eq!(w.ages_itself(), None);
+        w.observe(&reply(110, 100, 50), t, phi);
+        w.observe(&reply(200, 100, 50), t, phi);
+        assert_eq!(w.ages_itself(), Some(false));
+        // Declared: skewd adds no ageing of its own.
+        w.observe(&reply(210, 100, 50), t, Rate(0));
+        assert_eq!(w.ageing_added, Some(Nanos(0)));
     }
 }
