@@ -566,7 +566,9 @@ fn probe_under_waits(http: SocketAddr, n: usize) -> (usize, Vec<String>) {
         while t.elapsed() < Duration::from_secs(6) {
             for path in ["/healthz", "/metrics", "/v1/now"] {
                 probes += 1;
-                match skewd::httpc::request(http, "GET", path, Duration::from_secs(2)) {
+                // 5 s: this measures slots, not latency; 600 client threads
+                // on two cores starve everyone of CPU now and then.
+                match skewd::httpc::request(http, "GET", path, Duration::from_secs(5)) {
                     Ok(r) if r.code == 200 => {}
                     Ok(r) => bad.push(format!("{path}: {} {}", r.code, r.body)),
                     Err(e) => bad.push(format!("{path}: {e}")),
