@@ -249,7 +249,12 @@ fn local_clock_events_inside_the_assumptions() {
 
 #[test]
 fn faults_outside_the_assumptions_are_detected() {
-    for name in ["frequency_step", "majority_liars", "vm_pause"] {
+    for name in [
+        "frequency_step",
+        "majority_liars",
+        "vm_pause",
+        "vm_pause_interleaved",
+    ] {
         let r = run(name);
         assert!(!r.within_assumptions);
         assert_eq!(r.detected, Some(true), "{name}");

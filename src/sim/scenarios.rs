@@ -419,7 +419,20 @@ pub fn all(hours: f64) -> Vec<Scenario> {
     s.within_assumptions = false;
     s.events = vec![(FAULT_AT, LocalEvent::VmPause(30 * S))];
     s.fault_at_ns = Some(FAULT_AT);
+    // The same with servers answering interleaved (no follow-ups): each
+    // reply also gives a fresh sample of its own exchange, so the pause is
+    // caught by the next reply, not a poll later.
+    let mut t = s.clone();
+    t.name = "vm_pause_interleaved";
+    t.servers = vec![
+        ServerSpec {
+            interleaved: true,
+            ..ServerSpec::honest(10_000)
+        };
+        4
+    ];
     v.push(s);
+    v.push(t);
 
     v
 }
