@@ -10,9 +10,10 @@
  *       skewd_close(c);
  *   }
  *
- * Every function returns 0 (or, for skewd_after/skewd_before, 1 or 0) on
- * success and a negative SKEWD_E_* code on failure; skewd_strerror names
- * it. A handle may be shared between threads: every function but
+ * Every function but skewd_close and skewd_strerror returns 0 (or, for
+ * skewd_after/skewd_before, 1 or 0) on success and a negative SKEWD_E_*
+ * code on failure; skewd_strerror names the codes. A failed skewd_open
+ * leaves *out untouched. A handle may be shared between threads: every function but
  * skewd_close takes it by const pointer. The segment's format:
  * docs/segment.md. Kept in sync with clients/c/src/lib.rs by a test.
  */

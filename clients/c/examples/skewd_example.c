@@ -89,14 +89,14 @@ static int now_mode(const char *path) {
     int64_t target = realtime_ns() + 2000000;
     int w = skewd_wait_until(c, target, SKEWD_UTC, 5000000000LL, -1);
     skewd_interval after_wait;
-    skewd_now(c, &after_wait);
-    if (w != SKEWD_OK || after_wait.earliest_ns <= target) failures++;
+    if (w != SKEWD_OK || skewd_now(c, &after_wait) != SKEWD_OK || after_wait.earliest_ns <= target) failures++;
 
     skewd_commit cw;
     int cr = skewd_commit_wait(c, 5000000000LL, -1, &cw);
     skewd_interval lf2;
-    skewd_now_on(c, SKEWD_LEAPFREE, &lf2);
-    if (cr != SKEWD_OK || lf2.earliest_ns <= cw.timestamp_leapfree_ns) failures++;
+    if (cr != SKEWD_OK || skewd_now_on(c, SKEWD_LEAPFREE, &lf2) != SKEWD_OK ||
+        lf2.earliest_ns <= cw.timestamp_leapfree_ns)
+        failures++;
 
     /* Four threads on one handle. */
     pthread_t th[4];

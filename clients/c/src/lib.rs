@@ -157,11 +157,11 @@ pub unsafe extern "C" fn skewd_open(
     let path = if path.is_null() {
         None
     } else {
-        // SAFETY: the caller passes a NUL-terminated string.
-        match unsafe { CStr::from_ptr(path) }.to_str() {
-            Ok(p) => Some(p.to_owned()),
-            Err(_) => return SKEWD_E_INVAL,
-        }
+        // SAFETY: the caller passes a NUL-terminated string. A path is
+        // bytes (POSIX), not necessarily UTF-8.
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+        Some(std::ffi::OsStr::from_bytes(bytes).to_owned())
     };
     let opened = std::panic::catch_unwind(move || {
         let p = match path {

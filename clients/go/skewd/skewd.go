@@ -212,6 +212,11 @@ type Clock struct {
 	// h is the C handle (a skewd_clock *, in C memory, never Go's), 0
 	// once closed.
 	h atomic.Uintptr
+	// parked is the handle after Close: it is freed by the finalizer, once
+	// no call can still be using it (every call ends with
+	// runtime.KeepAlive(c)), so a Close racing a call in flight is an
+	// error for later calls, never a crash.
+	parked atomic.Uintptr
 }
 
 // Open maps the segment at path ("" : where the agent puts it, as
@@ -239,20 +244,31 @@ func Open(path string, fast bool) (*Clock, error) {
 	}
 	c := &Clock{}
 	c.h.Store(uintptr(r.c))
-	runtime.SetFinalizer(c, (*Clock).Close)
+	runtime.SetFinalizer(c, (*Clock).free)
 	return c, nil
 }
 
-// Close unmaps the segment. Idempotent; no call on c may be in flight.
+// Close ends the use of c: every later call returns an error matching
+// ErrInval. Idempotent, and safe while other goroutines still call c (they
+// finish with the segment they started on); the segment is unmapped once
+// c is garbage (its finalizer), when no call can be using it any more.
 func (c *Clock) Close() error {
 	if c == nil {
 		return nil
 	}
 	if h := c.h.Swap(0); h != 0 {
-		C.skewd_go_close(C.uintptr_t(h))
-		runtime.SetFinalizer(c, nil)
+		c.parked.Store(h)
 	}
 	return nil
+}
+
+// free is the finalizer: no call on c is in flight any more.
+func (c *Clock) free() {
+	for _, h := range []uintptr{c.h.Swap(0), c.parked.Swap(0)} {
+		if h != 0 {
+			C.skewd_go_close(C.uintptr_t(h))
+		}
+	}
 }
 
 // handle is the live C handle, or 0 once closed.

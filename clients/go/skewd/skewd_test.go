@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -157,6 +158,48 @@ func TestOpenTheDefaultPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open(\"\") and Now on a copy at $XDG_RUNTIME_DIR/skewd/clock: %v", err)
 	}
+}
+
+// Close while goroutines read and one waits: no crash (the handle is freed
+// by the finalizer, once no call can use it), and later calls fail.
+func TestCloseRacingCalls(t *testing.T) {
+	seg := os.Getenv("SKEWD_SHM")
+	if seg == "" {
+		t.Skip("SKEWD_SHM not set")
+	}
+	c, err := Open(seg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					_, _ = c.Now()
+				}
+			}
+		}()
+	}
+	waited := make(chan error, 1)
+	go func() {
+		waited <- c.WaitUntil(time.Now().UnixNano()+int64(time.Hour), 300*time.Millisecond, NoMaxEpsilon)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err == nil {
+		t.Error("a wait an hour ahead returned")
+	}
+	close(done)
+	if _, err := c.Now(); !errors.Is(err, ErrInval) {
+		t.Errorf("Now after Close: %v", err)
+	}
+	runtime.GC()
 }
 
 func TestNilAndZeroClock(t *testing.T) {
