@@ -152,7 +152,9 @@ fn the_status_page_renders_in_a_browser_and_matches_the_api() {
     }
     // The liar: a falseticker 50 ms ahead, shown with its sign.
     let liar_off: i64 = attr(rows[4], "data-offset-ns").unwrap().parse().unwrap();
-    assert!((49_000_000..51_000_000).contains(&liar_off), "{liar_off}");
+    // (Its sample's centre sits up to half a round trip off: loaded
+    // machines make that milliseconds.)
+    assert!((45_000_000..55_000_000).contains(&liar_off), "{liar_off}");
     let shown = skewd::human::signed_ns(liar_off);
     assert!(
         shown.starts_with('+') && rows[4].contains(&shown),
