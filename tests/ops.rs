@@ -267,34 +267,12 @@ fn dashboard_queries_name_only_exported_metrics_or_recording_rules() {
         return;
     }
     let dir = temp_dir("dash-prom");
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let (_prom, prom) = prometheus(
+        &dir,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: skewd\n    static_configs:\n      - targets: ['{http}']\n"
         ),
-    )
-    .unwrap();
-    let _prom = Guard {
-        child: Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("start prometheus"),
-        name: "prometheus".into(),
-    };
-    let prom: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    );
     let instance = format!("({})", http.to_string().replace('.', "\\\\."));
     let interpolate = |e: &str| e.replace("$job", "skewd").replace("$instance", &instance);
     let query = |q: &str| -> Vec<serde_json::Value> {

@@ -10,7 +10,6 @@
 mod common;
 use common::*;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -72,34 +71,12 @@ fn skew_and_fleet_skew_alerts_fire_for_the_faked_host_only() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("rules.yml"), short).unwrap();
-    let prom_port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let (prom, prom_addr) = prometheus(
+        &dir,
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: skewd\n    static_configs:\n      - targets: ['{a_addr}', '{b_addr}', '{c_addr}']\n"
         ),
-    )
-    .unwrap();
-    let prom = Guard {
-        child: Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("start prometheus"),
-        name: "prometheus".into(),
-    };
-    let prom_addr: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    );
 
     let firing = || -> Vec<(String, String)> {
         let Some((200, body)) = get(prom_addr, "/api/v1/alerts") else {

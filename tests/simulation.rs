@@ -4,11 +4,16 @@
 use skewd::core::model::Status;
 use skewd::sim::scenarios::{all, report, run_seeds, Report, FAULT_AT};
 
-fn run(name: &str) -> Report {
-    let sc = all(3.0)
+/// The scenario `name`, its open-ended parts `hours` long.
+fn scenario(name: &str, hours: f64) -> skewd::sim::spec::Scenario {
+    all(hours)
         .into_iter()
         .find(|s| s.name == name)
-        .expect("scenario exists");
+        .expect("scenario exists")
+}
+
+fn run(name: &str) -> Report {
+    let sc = scenario(name, 3.0);
     let runs = run_seeds(&sc, 4, 2);
     let r = report(&sc, &runs);
     eprintln!("{}", serde_json::to_string(&r).unwrap());
@@ -62,10 +67,7 @@ fn public_pool_sources_polled_politely_stay_synchronized() {
 
 #[test]
 fn named_servers_going_silent_beside_a_pool_server_end_synchronized() {
-    let sc = all(3.0)
-        .into_iter()
-        .find(|s| s.name == "named_outage_beside_pool")
-        .unwrap();
+    let sc = scenario("named_outage_beside_pool", 3.0);
     let (from, to) = skewd::sim::scenarios::NAMED_OUTAGE[0];
     const S: i64 = 1_000_000_000;
     for run in skewd::sim::scenarios::run_seeds(&sc, 2, 2) {
@@ -100,10 +102,7 @@ fn named_servers_going_silent_beside_a_pool_server_end_synchronized() {
 
 #[test]
 fn without_any_reply_synchronized_ends_with_the_evidence() {
-    let sc = all(3.0)
-        .into_iter()
-        .find(|s| s.name == "network_down_beside_pool")
-        .unwrap();
+    let sc = scenario("network_down_beside_pool", 3.0);
     let (from, to) = skewd::sim::scenarios::NAMED_OUTAGE[0];
     for run in skewd::sim::scenarios::run_seeds(&sc, 2, 2) {
         assert_eq!(run.violations, 0);
@@ -179,10 +178,7 @@ fn f_liars_never_break_the_interval() {
 fn disjoint_liars_are_named() {
     use skewd::core::source::SourceState;
     use skewd::sim::world::World;
-    let sc = all(0.5)
-        .into_iter()
-        .find(|s| s.name == "falsetickers")
-        .unwrap();
+    let sc = scenario("falsetickers", 0.5);
     let mut w = World::new(&sc, 7);
     w.run_until(1_800_000_000_000);
     let states: Vec<SourceState> = w
@@ -311,10 +307,7 @@ fn leap_second_is_applied_by_the_quorum_only() {
         r.intervals
     );
     // Walk one world through the leap and look at the engine's leap state.
-    let sc = all(1.5)
-        .into_iter()
-        .find(|s| s.name == "leap_second")
-        .unwrap();
+    let sc = scenario("leap_second", 1.5);
     let mut w = World::new(&sc, 3);
     w.run_until(FAULT_AT - 60 * NS_PER_S as i64);
     let m = w.engine().leap_state().mapping();
@@ -353,10 +346,7 @@ fn leap_free_timescale_starts_where_the_list_says() {
     use skewd::sim::world::World;
     let r = run("leap_second_listed");
     assert_sound(&r);
-    let sc = all(1.5)
-        .into_iter()
-        .find(|s| s.name == "leap_second_listed")
-        .unwrap();
+    let sc = scenario("leap_second_listed", 1.5);
     let mut w = World::new(&sc, 5);
     w.run_until(FAULT_AT - 60 * NS_PER_S as i64);
     let gap = |w: &World| {
@@ -388,10 +378,7 @@ fn early_and_bogus_leap_announcements_keep_utc_right() {
         assert_eq!(r.violations_usable, 0, "{name}");
     }
     // The bogus one is cancelled: the UTC view is exact again afterwards.
-    let sc = all(3.0)
-        .into_iter()
-        .find(|s| s.name == "leap_never_happens")
-        .unwrap();
+    let sc = scenario("leap_never_happens", 3.0);
     let mut w = World::new(&sc, 11);
     w.run_until(FAULT_AT - 60 * NS_PER_S as i64);
     assert!(w.engine().leap_state().pending());
@@ -465,10 +452,7 @@ fn one_way_sources_join_through_the_seam() {
         "epsilon {} ns: the direct sources' 2 us bounds should carry the model",
         r.median_epsilon_ns
     );
-    let sc = all(0.5)
-        .into_iter()
-        .find(|s| s.name == "phc_direct")
-        .unwrap();
+    let sc = scenario("phc_direct", 0.5);
     let mut w = World::new(&sc, 9);
     w.run_until(1_000_000_000_000);
     let states: Vec<SourceState> = w
@@ -485,10 +469,7 @@ fn one_way_sources_join_through_the_seam() {
 /// their root dispersion unaged) as ageing it themselves breaks the promise.
 #[test]
 fn declaring_ntpd_servers_as_self_ageing_breaks_the_bound() {
-    let mut sc = all(3.0)
-        .into_iter()
-        .find(|s| s.name == "ntpd_worst_case")
-        .unwrap();
+    let mut sc = scenario("ntpd_worst_case", 3.0);
     for s in &mut sc.servers {
         s.declared_aged = true; // wrong: they do not age it
     }

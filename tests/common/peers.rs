@@ -249,3 +249,31 @@ impl Drop for RunDir {
         }
     }
 }
+
+/// A Prometheus server on a free loopback port with `config` (its
+/// `prometheus.yml`, and anything it names, in `dir`); returns its guard
+/// and address.
+pub fn prometheus(dir: &Path, config: &str) -> (Guard, SocketAddr) {
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = super::free_port();
+    let guard = Guard {
+        child: Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("prometheus.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start prometheus"),
+        name: "prometheus".into(),
+    };
+    (guard, format!("127.0.0.1:{port}").parse().unwrap())
+}
