@@ -315,6 +315,9 @@ pub fn budget_adds_up(status: &serde_json::Value) -> serde_json::Value {
         .map(|(_, v)| v.as_f64().unwrap())
         .sum();
     assert!(parts.len() >= 12, "{b}");
-    assert!((sum - eps).abs() <= 6.0, "parts add to {sum}, epsilon {eps}: {b}");
+    assert!(
+        (sum - eps).abs() <= 6.0,
+        "parts add to {sum}, epsilon {eps}: {b}"
+    );
     b.clone()
 }
