@@ -15,6 +15,16 @@ fn pct(v: &mut [i64], p: f64) -> i64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Sets the flag when dropped: the busy loops stop also when a measurement
+/// panics (a scope joins its threads before the panic goes on).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Overshoots and waits of `n` commit-waits (ns), `pace` apart.
 fn commits(
     clock: &Clock,
@@ -95,9 +105,8 @@ fn main() {
                     }
                 });
             }
-            let r = commits(&clock, &model, n, pace);
-            stop.store(true, Ordering::Relaxed);
-            r
+            let _stop = StopOnDrop(&stop);
+            commits(&clock, &model, n, pace)
         });
         let window = pct(&mut waited.clone(), 0.5);
         let stop = AtomicBool::new(false);
@@ -109,9 +118,8 @@ fn main() {
                     }
                 });
             }
-            let r = floor(n, window, pace);
-            stop.store(true, Ordering::Relaxed);
-            r
+            let _stop = StopOnDrop(&stop);
+            floor(n, window, pace)
         });
         println!(
             "{{\"busy_loops\": {busy}, \"pace_us\": {}, \"commits\": {n}, \"overshoot_p50_ns\": {}, \"overshoot_p99_ns\": {}, \"overshoot_max_ns\": {}, \"waited_p50_ns\": {}, \"floor_p99_ns\": {}}}",

@@ -245,7 +245,7 @@ impl Clock {
     #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {
         if self.mode == Mode::Fast && !self.clamp && self.vmclock.is_none() {
-            if let Some(t) = self.lean_now() {
+            if let Some(t) = self.lean_now()? {
                 return Ok(t);
             }
         }
@@ -259,17 +259,24 @@ impl Clock {
     /// slowed the fast read by 9 ns.) `None` sends the read
     /// down the full path, which reads again and says what is wrong.
     #[inline(always)]
-    fn lean_now(&self) -> Option<TimeInterval> {
-        let l = self.reader.lean().ok()?;
-        let (h, form) = l.model?;
+    fn lean_now(&self) -> Result<Option<TimeInterval>, ClientError> {
+        // A segment that stays mid-write fails here, after one patience.
+        let l = self.reader.lean()?;
+        let Some((h, form)) = l.model else {
+            return Ok(None);
+        };
         if l.timens != self.timens.unwrap_or((0, 0)) {
-            return None;
+            return Ok(None);
         }
         let at = clock::raw();
         if at.0 < l.written_at {
-            return None;
+            return Ok(None);
         }
-        read::fast_interval(&h, &form, read::Reading { at, extra_ns: 0 })
+        Ok(read::fast_interval(
+            &h,
+            &form,
+            read::Reading { at, extra_ns: 0 },
+        ))
     }
 
     #[inline(always)]

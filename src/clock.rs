@@ -23,9 +23,21 @@ fn read_ns(clock: libc::clockid_t) -> i64 {
 /// of when they are due instead of the default 50 µs timer slack (a
 /// blocking wait sleeps close to its instant instead of spinning, which a
 /// busy neighbour preempts for milliseconds). Dropping it restores the
-/// thread's own setting.
+/// thread's own setting. Not `Send`: the slack belongs to the thread that
+/// set it.
 #[derive(Debug)]
-pub struct FineTimerSlack(Option<libc::c_ulong>);
+pub struct FineTimerSlack {
+    old: Option<libc::c_ulong>,
+    _thread_bound: std::marker::PhantomData<*const ()>,
+}
+
+/// `prctl` through `syscall`: glibc's wrapper returns an `int`, which
+/// truncates a slack above 2^31 ns.
+fn prctl_slack(option: libc::c_int, value: libc::c_ulong) -> libc::c_long {
+    // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take plain values, no
+    // pointers, and act on the calling thread only.
+    unsafe { libc::syscall(libc::SYS_prctl, option, value, 0, 0, 0) }
+}
 
 impl FineTimerSlack {
     /// The slack a blocking wait sleeps with (ns).
@@ -33,25 +45,46 @@ impl FineTimerSlack {
 
     /// Set it for the calling thread (no effect where `prctl` refuses).
     pub fn hold() -> FineTimerSlack {
-        // SAFETY: PR_GET_TIMERSLACK takes no pointer and only returns the
-        // calling thread's value.
-        let old = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
-        if old <= 0 || old as libc::c_ulong == Self::SLACK_NS {
-            return FineTimerSlack(None);
+        let old = prctl_slack(libc::PR_GET_TIMERSLACK, 0);
+        let set = old > 0
+            && old as libc::c_ulong != Self::SLACK_NS
+            && prctl_slack(libc::PR_SET_TIMERSLACK, Self::SLACK_NS) == 0;
+        FineTimerSlack {
+            old: set.then_some(old as libc::c_ulong),
+            _thread_bound: std::marker::PhantomData,
         }
-        // SAFETY: PR_SET_TIMERSLACK takes a value, no pointer; it changes
-        // only the calling thread's timer slack.
-        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, Self::SLACK_NS, 0, 0, 0) };
-        FineTimerSlack((rc == 0).then_some(old as libc::c_ulong))
     }
 }
 
 impl Drop for FineTimerSlack {
     fn drop(&mut self) {
-        if let Some(old) = self.0 {
-            // SAFETY: as in `hold`; `old` is the value the thread had.
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, old, 0, 0, 0) };
+        if let Some(old) = self.old {
+            prctl_slack(libc::PR_SET_TIMERSLACK, old);
         }
+    }
+}
+
+#[cfg(test)]
+mod slack_tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_slack_is_fine_while_held_and_restored_after() {
+        let get = || prctl_slack(libc::PR_GET_TIMERSLACK, 0);
+        // A slack above 2^31 ns survives a hold (glibc's prctl would not).
+        let big: libc::c_ulong = 5_000_000_000;
+        assert_eq!(prctl_slack(libc::PR_SET_TIMERSLACK, big), 0);
+        {
+            let _outer = FineTimerSlack::hold();
+            assert_eq!(get(), FineTimerSlack::SLACK_NS as libc::c_long);
+            {
+                let _inner = FineTimerSlack::hold();
+                assert_eq!(get(), FineTimerSlack::SLACK_NS as libc::c_long);
+            }
+            assert_eq!(get(), FineTimerSlack::SLACK_NS as libc::c_long);
+        }
+        assert_eq!(get(), big as libc::c_long);
+        prctl_slack(libc::PR_SET_TIMERSLACK, 50_000);
     }
 }
 

@@ -366,6 +366,7 @@ fn budget_json(snap: &Snapshot, b: &crate::core::budget::Budget) -> serde_json::
         json!({
             "source": side.source.and_then(|i| snap.sources.get(i.0)).map(|v| v.name.clone()),
             "carried": side.carried,
+            "reach_ns": ns(side.parts.total()),
         })
     };
     parts.insert("lower_end".into(), end(&b.sides.lo));

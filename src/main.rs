@@ -609,7 +609,8 @@ fn print_status(body: &str) -> anyhow::Result<()> {
 }
 
 /// The error bound's budget as a short table: each part's share of ε
-/// (parts that are zero left out), and where each end comes from.
+/// (parts that are zero left out), the gap between the two ends' centres,
+/// and where each end comes from.
 fn print_budget(b: &serde_json::Value) {
     if !b.is_object() {
         return;
@@ -617,32 +618,41 @@ fn print_budget(b: &serde_json::Value) {
     let half_ns = |name: &str| b[format!("{name}_ns")].as_f64();
     println!("error bound made of (each part's share of it):");
     let names = skewd::core::budget::Part::ALL.map(|p| p.as_str());
-    for name in names.iter().copied().chain(["agreement"]) {
+    let mut named = 0.0;
+    for name in names.iter().copied().chain(["centre_gap"]) {
         let Some(v) = half_ns(name).filter(|v| *v != 0.0) else {
             continue;
         };
-        let shown = if name == "agreement" {
+        let shown = if name == "centre_gap" {
             skewd::human::signed_ns(v.round() as i64)
         } else {
+            named += v;
             skewd::human::ns(v.round() as i64)
         };
-        let note = match name {
-            "agreement" if v < 0.0 => "  (narrowed: the ends come from samples that overlap)",
-            "agreement" => "  (widened: the ends come from samples that disagree)",
-            _ => "",
+        let note = if name == "centre_gap" {
+            "  (half the distance from the lower end's centre up to the upper end's)"
+        } else {
+            ""
         };
         println!("  {:<24} {:>10}{note}", name.replace('_', " "), shown);
     }
     for (end, label) in [("lower_end", "lower end"), ("upper_end", "upper end")] {
         let e = &b[end];
         println!(
-            "  {label} from {}{}",
+            "  {label} from {}{}, {} from its centre",
             e["source"].as_str().unwrap_or("(unknown)"),
             if e["carried"] == true {
-                ", carried by the model from an earlier sample"
+                " (carried by the model from an earlier sample)"
             } else {
                 ""
-            }
+            },
+            e["reach_ns"].as_i64().map_or("-".into(), skewd::human::ns),
+        );
+    }
+    let gap = half_ns("centre_gap").unwrap_or(0.0);
+    if gap < 0.0 && -gap > (named + gap) / 2.0 {
+        println!(
+            "  (the ends come from different samples whose centres overlap: the parts above add up to more than the bound, and each end's reach says why it lies where it does)"
         );
     }
 }

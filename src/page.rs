@@ -303,17 +303,17 @@ const PART_COLOURS: [&str; crate::core::budget::PARTS] = [
 ];
 
 /// What ε is made of: one bar, a segment per part (its share of the
-/// half-width), the signed agreement term beside it, and where each end
-/// comes from.
+/// half-width), the signed centre gap beside it, and where each end comes
+/// from.
 fn budget_chart(o: &mut String, snap: &Snapshot, b: &crate::core::budget::Budget) {
     use crate::core::budget::Part;
     let halves = b.halves();
     let positive: f64 = halves
         .iter()
-        .filter(|(k, _)| *k != "agreement")
+        .filter(|(k, _)| *k != "centre_gap")
         .map(|(_, v)| v.max(0.0))
         .sum();
-    let agreement = b.agreement_twice.0 as f64 / 2.0;
+    let gap = b.centre_gap_twice.0 as f64 / 2.0;
     o.push_str("<h2>What ε is made of (each part's share of the half-width)</h2>");
     let _ = write!(
         o,
@@ -366,17 +366,22 @@ fn budget_chart(o: &mut String, snap: &Snapshot, b: &crate::core::budget::Budget
     };
     let _ = write!(
         o,
-        "</p><p class=\"note\" id=\"budget-agreement\" data-ns=\"{agreement}\">The bar adds up to {}; \
-         agreement {} ({}). Lower end from {}, upper end from {}.</p>",
+        "</p><p class=\"note\" id=\"budget-gap\" data-ns=\"{gap}\">The bar adds up to {}; \
+         centre gap {} ({}). Lower end from {}, {} below its centre; upper end from {}, {} above \
+         its centre.</p>",
         human::ns(positive.round() as i64),
-        human::signed_ns(agreement.round() as i64),
-        if agreement < 0.0 {
-            "the ends come from samples that overlap: the intersection narrowed ε"
+        human::signed_ns(gap.round() as i64),
+        if b.centre_gap_twice.0 == 0 {
+            "both ends are measured from one centre"
+        } else if gap < 0.0 {
+            "the ends come from samples whose centres overlap: the bar overstates ε by as much"
         } else {
-            "the ends' centres lie apart: the hull kept their disagreement"
+            "half the distance from the lower end's centre up to the upper end's"
         },
         end(&b.sides.lo),
+        human::ns(clamp(b.sides.lo.parts.total().0)),
         end(&b.sides.hi),
+        human::ns(clamp(b.sides.hi.parts.total().0)),
     );
 }
 

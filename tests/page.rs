@@ -171,7 +171,7 @@ fn the_status_page_renders_in_a_browser_and_matches_the_api() {
         );
     }
     assert!(!dom.contains("No history yet"));
-    // What ε is made of: the bar's parts and the agreement add up to the
+    // What ε is made of: the bar's parts and the centre gap add up to the
     // ε shown (same render), and both ends are honest servers.
     let svg = by_id(&dom, "chart-budget");
     let svg = &svg[..svg.find("</svg>").unwrap()];
@@ -180,14 +180,14 @@ fn the_status_page_renders_in_a_browser_and_matches_the_api() {
         .map(|(i, _)| attr(&svg[i..], "data-ns").unwrap().parse::<f64>().unwrap())
         .sum();
     assert!(svg.contains("data-part=\"network_delay\""), "{svg}");
-    let agreement: f64 = attr(by_id(&dom, "budget-agreement"), "data-ns")
+    let gap: f64 = attr(by_id(&dom, "budget-gap"), "data-ns")
         .unwrap()
         .parse()
         .unwrap();
     assert!(
-        (parts + agreement - eps as f64).abs() <= 6.0,
-        "budget {parts} + {agreement} vs ε {eps}"
+        (parts + gap - eps as f64).abs() <= 6.0,
+        "budget {parts} + {gap} vs ε {eps}"
     );
-    let note = by_id(&dom, "budget-agreement");
+    let note = by_id(&dom, "budget-gap");
     assert!(!note[..note.find("</p>").unwrap()].contains("127.0.0.115"));
 }

@@ -17,11 +17,14 @@
 //! (hi - lo) / 2 = sum_k (L_k + H_k) / 2  +  (c_hi - c_lo) / 2
 //! ```
 //!
-//! where the last term, *agreement*, is signed: zero for a bound from one
-//! sample, negative when the binding ends come from sources whose centres
-//! overlap (the intersection made the interval narrower than either), and
-//! positive when a hull kept two sources' disagreement. Nothing in the core
-//! reads a budget: it explains the bound, it never makes it.
+//! where the last term, the *centre gap*, is signed: zero when both ends
+//! are measured from one centre (one sample), otherwise half the distance
+//! from the lower end's centre up to the upper end's. When the two ends
+//! come from different samples the gap can be large and negative (say, the
+//! upper end from a sample with a long round trip whose centre lies well
+//! below): the named parts then add up to more than ε, and it is each end's
+//! own parts (`Budget::sides`) that say why it lies where it does. Nothing
+//! in the core reads a budget: it explains the bound, it never makes it.
 
 use super::source::SourceId;
 use super::time::{Interval, Nanos, RefTime};
@@ -182,7 +185,7 @@ impl Sides {
     pub fn of_bound(&self, bound: Interval) -> Budget {
         Budget {
             sides: *self,
-            agreement_twice: self.hi.centre - self.lo.centre,
+            centre_gap_twice: self.hi.centre - self.lo.centre,
             width: bound.width(),
             consistent: bound.lo == self.lo.centre - self.lo.parts.total()
                 && bound.hi == self.hi.centre + self.hi.parts.total(),
@@ -190,13 +193,13 @@ impl Sides {
     }
 }
 
-/// A bound's budget: its two sides and the agreement of their centres.
+/// A bound's budget: its two sides and the gap between their centres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// The sides.
     pub sides: Sides,
-    /// `c_hi - c_lo` (twice the agreement term of ε).
-    pub agreement_twice: Nanos,
+    /// `c_hi - c_lo` (twice the centre-gap term of ε).
+    pub centre_gap_twice: Nanos,
     /// The bound's width (`hi - lo`).
     pub width: Nanos,
     /// Whether each end of the bound is its centre minus (plus) its parts:
@@ -215,7 +218,7 @@ impl Budget {
     }
 
     /// Each part's share of the half-width, in ns (halves possible), then
-    /// the agreement term; they add up to `width / 2`.
+    /// the centre gap; they add up to `width / 2`.
     pub fn halves(&self) -> Vec<(&'static str, f64)> {
         let mut v: Vec<(&'static str, f64)> = Part::ALL
             .iter()
@@ -224,7 +227,7 @@ impl Budget {
                 (p.as_str(), sum / 2.0)
             })
             .collect();
-        v.push(("agreement", self.agreement_twice.0 as f64 / 2.0));
+        v.push(("centre_gap", self.centre_gap_twice.0 as f64 / 2.0));
         v
     }
 }
@@ -250,10 +253,10 @@ mod tests {
         let b = sides.of_bound(bound);
         assert!(b.consistent);
         assert!(!sides.of_bound(iv(100 - 37, 90 + 52)).consistent);
-        assert_eq!(b.agreement_twice, Nanos(-10));
+        assert_eq!(b.centre_gap_twice, Nanos(-10));
         let sum: f64 = b.halves().iter().map(|(_, v)| v).sum();
         assert_eq!(sum, bound.width().0 as f64 / 2.0);
-        assert!(b.halves().contains(&("agreement", -5.0)));
+        assert!(b.halves().contains(&("centre_gap", -5.0)));
         assert!(b.halves().contains(&("network_delay", 25.0)));
     }
 }

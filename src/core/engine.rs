@@ -381,6 +381,7 @@ impl Engine {
             return vec![Action::Publish(Box::new(self.publication(now)))];
         }
         let model_iv = self.model().map(|m| m.interval_at(sample.at).interval);
+        let base = self.leap.offset();
         let bound = self.leap.to_internal(source.0, sample.bound, model_iv);
         let r = &mut self.records[source.0];
         if let Some(m) = model_iv {
@@ -391,7 +392,7 @@ impl Engine {
         }
         // The leap mapping moves the bound and may widen it (the hull of
         // both readings).
-        r.filter.push(sample.moved_to(bound));
+        r.filter.push(sample.moved_to(bound, base));
         r.leap_bit = sample.leap;
         let round = self.round(now);
         if let Some(m) = round.published {

@@ -148,8 +148,8 @@ pub struct Estimator {
     fresh: VecDeque<Fresh>,
     /// The UTC view to give every model (kept across dropped models).
     utc: super::leap::UtcMapping,
-    /// What the model's anchor bound is made of.
-    budget: Sides,
+    /// What the model's anchor bound is made of (`None`: not known).
+    budget: Option<Sides>,
 }
 
 const MAX_ANCHORS: usize = 512;
@@ -173,7 +173,7 @@ impl Estimator {
             violations: 0,
             fresh: VecDeque::new(),
             utc: Default::default(),
-            budget: Sides::default(),
+            budget: None,
         }
     }
 
@@ -217,7 +217,9 @@ impl Estimator {
         if let Some(m) = &mut self.model {
             mv(&mut m.bound);
         }
-        self.budget.shift(by);
+        if let Some(b) = &mut self.budget {
+            b.shift(by);
+        }
         for a in &mut self.anchors {
             mv(&mut a.1);
         }
@@ -375,13 +377,10 @@ impl Estimator {
         slots: &[Option<Interval>],
         sides: &[Option<Sides>],
     ) -> Round {
-        let (valid, valid_sides): (Vec<Interval>, Vec<Sides>) = slots
+        let (valid, valid_sides): (Vec<Interval>, Vec<Option<Sides>>) = slots
             .iter()
             .enumerate()
-            .filter_map(|(i, iv)| {
-                let side = sides.get(i).copied().flatten().unwrap_or_default();
-                iv.map(|iv| (iv, side))
-            })
+            .filter_map(|(i, iv)| iv.map(|iv| (iv, sides.get(i).copied().flatten())))
             .unzip();
         let selection = select(&valid, self.configured);
         let mut round = Round {
@@ -424,9 +423,10 @@ impl Estimator {
 
         // Audit, then anchor.
         let mut anchor = sel.bound;
-        let fresh_sides = Sides {
-            lo: valid_sides[sel.lo_from].lo,
-            hi: valid_sides[sel.hi_from].hi,
+        // (Unknown when a slot came without its sides, e.g. from `update`.)
+        let fresh_sides = match (valid_sides[sel.lo_from], valid_sides[sel.hi_from]) {
+            (Some(l), Some(h)) => Some(Sides { lo: l.lo, hi: h.hi }),
+            _ => None,
         };
         let mut anchor_sides = fresh_sides;
         if let Some(m) = self.model {
@@ -441,21 +441,28 @@ impl Estimator {
                 Some(both) if !past_miss => {
                     anchor = both;
                     // Where the model binds, its side (aged) is the anchor's.
-                    let mut carried = self.budget;
-                    m.ageing
-                        .age_sides(&mut carried, Part::ModelAgeing, m.anchor, now);
-                    if both.lo > sel.bound.lo {
-                        anchor_sides.lo = Side {
-                            carried: true,
-                            ..carried.lo
-                        };
-                    }
-                    if both.hi < sel.bound.hi {
-                        anchor_sides.hi = Side {
-                            carried: true,
-                            ..carried.hi
-                        };
-                    }
+                    let carried = self.budget.map(|mut c| {
+                        m.ageing.age_sides(&mut c, Part::ModelAgeing, m.anchor, now);
+                        c
+                    });
+                    let keep = |fresh: Option<Side>, old: Option<Side>, binds: bool| {
+                        if binds {
+                            old.map(|o| Side { carried: true, ..o })
+                        } else {
+                            fresh
+                        }
+                    };
+                    let lo = keep(
+                        anchor_sides.map(|a| a.lo),
+                        carried.map(|c| c.lo),
+                        both.lo > sel.bound.lo,
+                    );
+                    let hi = keep(
+                        anchor_sides.map(|a| a.hi),
+                        carried.map(|c| c.hi),
+                        both.hi < sel.bound.hi,
+                    );
+                    anchor_sides = lo.zip(hi).map(|(lo, hi)| Sides { lo, hi });
                     None
                 }
                 Some(_) => Some(Fault::FreshMissesPast),
@@ -518,10 +525,10 @@ impl Estimator {
         round
     }
 
-    /// What the current model's anchor bound is made of (meaningful only
-    /// while there is a model; see [`Model::budget_at`]).
+    /// What the current model's anchor bound is made of, when known (see
+    /// [`Model::budget_at`]).
     pub fn budget(&self) -> Option<Sides> {
-        self.model.as_ref().map(|_| self.budget)
+        self.model.as_ref().and(self.budget)
     }
 
     fn ageing_of(&self, r: &RateChoice) -> Ageing {

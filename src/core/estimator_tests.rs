@@ -75,7 +75,7 @@ fn a_hostile_rate_hint_is_ignored() {
 
 /// The model's ε budget: each end is named by the source (or the carried
 /// model) it comes from, stays explained through rounds, intersections and
-/// an origin shift, and its agreement term tells the narrowing.
+/// an origin shift, and its centre gap tells the narrowing.
 #[test]
 fn the_budget_names_the_binding_ends() {
     use crate::core::budget::{Part, Parts, Sides};
@@ -104,7 +104,7 @@ fn the_budget_names_the_binding_ends() {
     assert!(b.consistent);
     assert_eq!(b.sides.lo.source, Some(SourceId(1)));
     assert_eq!(b.sides.hi.source, Some(SourceId(1)));
-    assert_eq!(b.agreement_twice, Nanos(0));
+    assert_eq!(b.centre_gap_twice, Nanos(0));
     // A millisecond later the sources read 60 us later: the old model,
     // aged, binds the upper end (carried), the fresh hull the lower one.
     let x = 1_000_000;
@@ -115,7 +115,10 @@ fn the_budget_names_the_binding_ends() {
     assert!(b.consistent, "{b:?}");
     assert!(sides.lo.source == Some(SourceId(1)) && !sides.lo.carried);
     assert!(sides.hi.carried, "{sides:?}");
-    assert!(b.agreement_twice < Nanos(0), "the intersection narrowed it");
+    assert!(
+        b.centre_gap_twice < Nanos(0),
+        "the intersection narrowed it"
+    );
     assert!(b.sides.hi.parts.get(Part::ModelAgeing) > 0);
     let sum: f64 = b.halves().iter().map(|(_, v)| v).sum();
     assert_eq!(sum, b.width.0 as f64 / 2.0);
@@ -124,4 +127,15 @@ fn the_budget_names_the_binding_ends() {
     let m = *e.model().unwrap();
     let later = Steady(x + 5 * NS_PER_S as i64);
     assert!(m.budget_at(e.budget().unwrap(), later).consistent);
+    // A round whose intervals come without sides leaves the budget
+    // unknown, and so does carrying such a model's side later.
+    let t = t0 + 2_000_000;
+    e.update(Steady(2_000_000), &[Some(iv(t - 50_000, t + 50_000)); 3]);
+    assert!(e.model().is_some() && e.budget().is_none());
+    let r = round(&mut e, 3_000_000, [0, 0, 0]);
+    let _ = r.published.unwrap();
+    if let Some(b) = e.budget() {
+        let m = *e.model().unwrap();
+        assert!(m.budget_at(b, Steady(3_000_000)).consistent, "{b:?}");
+    }
 }

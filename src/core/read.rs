@@ -142,9 +142,10 @@ pub fn interval<E>(
     };
     let at = reading.at;
     let extra = reading.extra_ns as i128;
-    let (lf, status, model) = match h.fast {
-        Some(form) if !h.leap && at >= h.anchor => {
-            let (lo, hi) = form.bound_at(h.lo as i128, h.hi as i128, at.0 - h.anchor.0);
+    let since = at.0.checked_sub(h.anchor.0).filter(|d| *d >= 0);
+    let (lf, status, model) = match (h.fast, since) {
+        (Some(form), Some(since)) if !h.leap => {
+            let (lo, hi) = form.bound_at(h.lo as i128, h.hi as i128, since);
             let status = timetable(h.status, h.sync_until, h.void_after, at);
             (
                 Interval {
@@ -194,10 +195,8 @@ pub fn interval<E>(
 #[inline(always)]
 pub fn fast_interval(h: &HotModel, form: &FastForm, reading: Reading) -> Option<TimeInterval> {
     let at = reading.at;
-    if at < h.anchor {
-        return None;
-    }
-    let (lo, hi) = form.bound_at(h.lo as i128, h.hi as i128, at.0 - h.anchor.0);
+    let since = at.0.checked_sub(h.anchor.0).filter(|d| *d >= 0)?;
+    let (lo, hi) = form.bound_at(h.lo as i128, h.hi as i128, since);
     let extra = reading.extra_ns as i128;
     let (lo, hi) = (
         i64::try_from(lo - extra).ok()?,

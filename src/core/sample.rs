@@ -31,16 +31,19 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The sample with its bound replaced by `bound` (a mapping onto
-    /// another timescale that may also widen it, as leap handling does): the
-    /// centre moves with the upper end, any widening is booked to the lower
-    /// side as [`Part::Leap`].
+    /// The sample with its bound replaced by `bound`: a mapping onto
+    /// another timescale (leap handling) that either moves it whole, or
+    /// gives the hull of two readings one of which is moved by `base` (the
+    /// other by `base` plus a leap). The centre moves with the whole move,
+    /// or by `base`; each end's move beyond that is booked to its own side
+    /// as [`Part::Leap`].
     #[must_use]
-    pub fn moved_to(mut self, bound: Interval) -> Sample {
-        let moved_lo = bound.lo - self.bound.lo;
-        let moved_hi = bound.hi - self.bound.hi;
-        self.lo_parts.add(Part::Leap, moved_hi - moved_lo);
-        self.centre = self.centre + moved_hi;
+    pub fn moved_to(mut self, bound: Interval, base: Nanos) -> Sample {
+        let (moved_lo, moved_hi) = (bound.lo - self.bound.lo, bound.hi - self.bound.hi);
+        let shift = if moved_lo == moved_hi { moved_lo } else { base };
+        self.lo_parts.add(Part::Leap, shift - moved_lo);
+        self.hi_parts.add(Part::Leap, moved_hi - shift);
+        self.centre = self.centre + shift;
         self.bound = bound;
         self
     }
@@ -80,11 +83,19 @@ mod tests {
                 .consistent
         };
         assert!(explained(s));
-        // Moved by a second, and the hull of both readings across a leap.
-        for bound in [iv(1_090, 1_120), iv(90, 1_120), iv(-910, 120)] {
-            let m = s.moved_to(bound);
+        // Moved by a second, and the hull of both readings across an
+        // inserted leap (the upper end moved a second more) and a deleted
+        // one (the lower end did): the widening is booked where it is.
+        for (bound, lo_leap, hi_leap) in [
+            (iv(1_090, 1_120), 0, 0),
+            (iv(2_090, 2_120), 0, 0),
+            (iv(1_090, 2_120), 0, 1_000),
+            (iv(90, 1_120), 1_000, 0),
+        ] {
+            let m = s.moved_to(bound, Nanos(1_000));
             assert!(explained(m), "{bound:?}");
-            assert!(m.lo_parts.get(Part::Leap) >= 0);
+            assert_eq!(m.lo_parts.get(Part::Leap), lo_leap, "{bound:?}");
+            assert_eq!(m.hi_parts.get(Part::Leap), hi_leap, "{bound:?}");
             assert_eq!(
                 m.lo_parts.total() + m.hi_parts.total(),
                 bound.width(),

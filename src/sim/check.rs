@@ -122,7 +122,7 @@ impl World<'_> {
     /// The ε budget of the engine's model against the half-width the
     /// reader got (`eps`, from the segment's fixed-point arithmetic): the
     /// parts must add up to it within rounding, none may be negative
-    /// (agreement aside, which is signed), and each end must be its centre
+    /// (the centre gap aside, which is signed), and each end must be its centre
     /// minus (plus) its parts.
     fn check_budget(&mut self, now: Steady, anchor: Steady, mismatch: i64, eps: i128) {
         let (Some(m), Some(sides)) = (self.engine.model(), self.engine.budget()) else {
@@ -136,7 +136,7 @@ impl World<'_> {
             .widened(Part::Read, crate::core::time::Nanos(mismatch as i128));
         let halves = b.halves();
         let sum: f64 = halves.iter().map(|(_, v)| v).sum();
-        let negative = halves.iter().any(|&(k, v)| k != "agreement" && v < 0.0);
+        let negative = halves.iter().any(|&(k, v)| k != "centre_gap" && v < 0.0);
         if negative || !b.consistent || (sum - eps as f64).abs() > BUDGET_SLACK_NS {
             self.stats.budget_mismatches += 1;
         }

@@ -177,7 +177,7 @@ mod tests {
         let s = sample_from_exchange(&p, Steady(0), Steady(1_000_000), t, &params).unwrap();
         let b = Sides::of(SourceId(0), s.centre, s.lo_parts, s.hi_parts).of_bound(s.bound);
         assert!(b.consistent, "{s:?}");
-        assert_eq!(b.agreement_twice, Nanos(0));
+        assert_eq!(b.centre_gap_twice, Nanos(0));
         assert_eq!(s.centre, p.transmit.to_ref_floor(t));
         // The round trip less the hold (t2, t3 floored apart) is on the
         // upper side only.
