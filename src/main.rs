@@ -657,8 +657,10 @@ fn print_status(body: &str) -> anyhow::Result<()> {
     }
     println!();
     println!("OFFSET is the source minus skewd's centre: positive means the source is ahead");
-    println!("AUTH: nts = authenticated (NTS), NTS! = an NTS source with nothing authenticated now, - = plain NTP.");
     println!("(chronyc shows the opposite sign); HW is half the width of its latest sample.");
+    println!(
+        "AUTH: nts = authenticated (NTS); NTS! = NTS, nothing authenticated now; - = plain NTP."
+    );
     Ok(())
 }
 
