@@ -96,7 +96,7 @@ pub fn fields(bytes: &[u8], from: usize) -> Result<Vec<Field<'_>>, Malformed> {
         };
         let kind = u16::from_be_bytes([h[0], h[1]]);
         let len = u16::from_be_bytes([h[2], h[3]]) as usize;
-        if len < MIN_EF_LEN || len % 4 != 0 {
+        if len < MIN_EF_LEN || !len.is_multiple_of(4) {
             return Err(Malformed(at));
         }
         let Some(body) = bytes.get(at + 4..at + len) else {

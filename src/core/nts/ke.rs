@@ -204,7 +204,7 @@ pub fn decode_response(buf: &[u8]) -> Result<Option<(KeResponse, usize)>, KeErro
         let kind = t & !CRITICAL;
         let bad = || KeError::BadRecord { kind, len };
         let u16s = |b: &[u8]| -> Result<Vec<u16>, KeError> {
-            if b.len() % 2 != 0 {
+            if !b.len().is_multiple_of(2) {
                 return Err(bad());
             }
             Ok(b.chunks_exact(2)
