@@ -527,6 +527,51 @@ mod tests {
     }
 
     #[test]
+    fn nts_servers_default_to_port_4460_and_become_nts_sources() {
+        let cfg = FileConfig::parse(
+            "nts_ca_file = \"/etc/skewd/ca.pem\"\n[[server]]\naddress = \"time.cloudflare.com\"\nnts = true\n[[server]]\naddress = \"[2001:db8::1]\"\nnts = true\ndispersion_aged_by_server = true\n[[server]]\naddress = \"ntp.example\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let addrs: Vec<&str> = cfg.server.iter().map(|s| s.address.as_str()).collect();
+        assert_eq!(
+            addrs,
+            [
+                "time.cloudflare.com:4460",
+                "[2001:db8::1]:4460",
+                "ntp.example:123"
+            ]
+        );
+        assert_eq!(
+            cfg.nts_ca_file.as_deref(),
+            Some(Path::new("/etc/skewd/ca.pem"))
+        );
+        assert_eq!(
+            cfg.engine_config().sources,
+            [
+                SourceConfig::Nts {
+                    dispersion_aged_by_server: false
+                },
+                SourceConfig::Nts {
+                    dispersion_aged_by_server: true
+                },
+                SourceConfig::Ntp {
+                    dispersion_aged_by_server: false,
+                    public_pool: false
+                },
+            ]
+        );
+        let e = FileConfig::parse("[[server]]\naddress = \"a\"\nnts = 1\n", Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        let e = FileConfig::parse("nts_ca = \"x\"\n", Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nts_ca"), "{e}");
+    }
+
+    #[test]
     fn the_metrics_listener_needs_a_port_of_its_own() {
         let p = Path::new("t");
         let e = FileConfig::parse("metrics_listen = \"0.0.0.0:9469\"", p).unwrap_err();

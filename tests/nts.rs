@@ -314,3 +314,84 @@ fn shifting_every_reply_moves_plain_ntp_but_not_nts() {
     let v = get_json(nts, "/v1/now");
     assert_ne!(v["status"], "synchronized", "{v}");
 }
+
+/// `check-config` (and `run`) refuse an NTS source without a usable CA:
+/// an unreadable, empty or invalid `nts_ca_file`, or no file and an empty
+/// system store; a good CA file passes and is named.
+#[test]
+fn check_config_refuses_nts_without_a_usable_ca() {
+    if !need("openssl") {
+        return;
+    }
+    let dir = temp_dir("nts-check-config");
+    let (ca, _, _) = certificates(&dir, &["127.0.0.180"]);
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let junk = dir.join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let check = |ca_line: &str, env: &[(&str, &std::path::Path)]| {
+        let cfg = dir.join("skewd.toml");
+        let servers: String = ["127.0.0.180", "127.0.0.181", "127.0.0.182", "127.0.0.183"]
+            .iter()
+            .map(|a| format!("[[server]]\naddress = \"{a}\"\nnts = true\n"))
+            .collect();
+        std::fs::write(&cfg, format!("{ca_line}\n{servers}")).unwrap();
+        let out = std::process::Command::new(skewd_bin())
+            .arg("check-config")
+            .arg(&cfg)
+            .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = check(&format!("nts_ca_file = \"{}\"", ca.display()), &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("4 NTS server(s)") && text.contains("ca.pem"),
+        "{text}"
+    );
+    for (file, why) in [
+        (dir.join("missing.pem"), "cannot read it"),
+        (empty.clone(), "no PEM certificate"),
+        (junk, "certificate 1"),
+    ] {
+        let (ok, text) = check(&format!("nts_ca_file = \"{}\"", file.display()), &[]);
+        assert!(!ok, "{file:?} was accepted: {text}");
+        assert!(text.contains(why) && text.contains("NTS"), "{text}");
+    }
+    // No CA file, and a system store that is empty (rustls-native-certs
+    // honours SSL_CERT_FILE and SSL_CERT_DIR).
+    let no_certs = dir.join("no-certs");
+    std::fs::create_dir_all(&no_certs).unwrap();
+    let (ok, text) = check(
+        "",
+        &[("SSL_CERT_FILE", &empty), ("SSL_CERT_DIR", &no_certs)],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("system certificate store is empty"), "{text}");
+    // `run` refuses it too, before starting anything.
+    let out = std::process::Command::new(skewd_bin())
+        .args(["run", "--nts-server", "127.0.0.180", "--nts-ca-file"])
+        .arg(dir.join("missing.pem"))
+        .arg("--shm")
+        .arg(dir.join("clock"))
+        .arg("--state-dir")
+        .arg(&*dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -300,3 +300,90 @@ proptest! {
         prop_assert!(s.handle_reply(&genuine, &rx(60_000), T, &SampleParams::default()).is_ok());
     }
 }
+
+/// The whole engine with four NTS sources and an on-path attacker who,
+/// after the start, shifts every reply of every server by a second (the
+/// attack that moves plain NTP): no shifted reply is ever a sample, every
+/// published interval holds true time, and the engine stops claiming to
+/// be synchronized instead of following.
+#[test]
+fn the_engine_never_takes_a_forged_reply() {
+    use crate::core::engine::{Action, Engine, EngineConfig};
+    use crate::core::model::Status;
+    use crate::core::source::SourceConfig;
+    let poll = Nanos::from_secs(1);
+    let mut cfg = EngineConfig::new(poll, 4);
+    cfg.sources = vec![
+        SourceConfig::Nts {
+            dispersion_aged_by_server: false
+        };
+        4
+    ];
+    let mut e = Engine::new(cfg, Steady(0));
+    let mut rand = counter();
+    let mut now = Steady(0);
+    let truth = |at: Steady| T + Nanos(at.0 as i128);
+    let attack_from = Steady(30 * NS_PER_S as i64);
+    let (mut forged, mut synced_before) = (0, false);
+    while now < Steady(60 * NS_PER_S as i64) {
+        let mut actions = e.handle_timer(now, &mut rand);
+        while let Some(a) = actions.pop() {
+            match a {
+                Action::KeyExchange { source, id, .. } => {
+                    actions.extend(e.handle_key_exchange(source, id, now, Ok(outcome(8))));
+                }
+                Action::Send { source, packet } => {
+                    e.handle_sent(source, SentStamps::steady(now));
+                    let at = now.plus(Nanos(50_000));
+                    let mut reply = answer(&packet, |p| {
+                        let t = NtpTimestamp::from_ref(truth(now.plus(Nanos(25_000))));
+                        (p.receive, p.transmit, p.reference) = (t, t, t);
+                    });
+                    if now >= attack_from {
+                        // Every timestamp a second later; the packet stays
+                        // well-formed, the authenticator as it was.
+                        for off in [16, 32, 40] {
+                            let v = u64::from_be_bytes(reply[off..off + 8].try_into().unwrap());
+                            reply[off..off + 8].copy_from_slice(&(v + (1 << 32)).to_be_bytes());
+                        }
+                    }
+                    let before = e.latest_samples();
+                    match e.handle_reply(source, &reply, &RxStamps::steady(at)) {
+                        Ok(more) => {
+                            assert!(now < attack_from, "a shifted reply was accepted");
+                            actions.extend(more);
+                        }
+                        Err(Rejected::Nts(NtsError::Open(OpenError::Forged))) => {
+                            forged += 1;
+                            assert_eq!(
+                                before,
+                                e.latest_samples(),
+                                "a forged reply changed a filter"
+                            );
+                        }
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        let at = now.plus(Nanos(50_000));
+        if let Some(m) = e.model() {
+            let iv = m.interval_at(at).interval;
+            assert!(iv.contains(truth(at)), "{iv:?} misses the truth at {at:?}");
+        }
+        if now < attack_from && e.status_at(now) == Status::Synchronized {
+            synced_before = true;
+        }
+        now = e.poll_timeout().unwrap().max(now.plus(Nanos(1)));
+    }
+    assert!(synced_before, "never synchronized before the attack");
+    assert!(forged >= 4 * 8, "only {forged} forged replies seen");
+    assert_ne!(e.status_at(now), Status::Synchronized);
+    for r in e.source_reports() {
+        let n = r.nts.unwrap();
+        assert!(n.auth_failures >= 8, "{r:?}");
+        assert!(!n.authenticated, "{r:?}");
+    }
+    assert_eq!(e.violations(), 0);
+}
