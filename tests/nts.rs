@@ -211,7 +211,42 @@ fn a_server_whose_replies_are_rewritten_fails_authentication_and_gives_no_sample
         "skewd_nts_authentication_failures_total{{source=\"{}\"}} ",
         servers[3].ke
     );
-    assert!(metrics.contains(&line), "{metrics}");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line}: {metrics}"));
+    assert!(counted >= failures, "{counted} < {failures}");
+    for m in [
+        "skewd_nts_cookies{",
+        "skewd_nts_key_exchanges_total{",
+        "skewd_nts_naks_total{",
+        "skewd_source_authenticated{",
+    ] {
+        assert!(metrics.contains(m), "{m}: {metrics}");
+    }
+    if need("promtool") {
+        use std::io::Write;
+        let mut p = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
