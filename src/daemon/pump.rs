@@ -52,6 +52,8 @@ pub struct Pump {
     nts_tls: Option<Arc<rustls::ClientConfig>>,
     ke_tx: mpsc::Sender<KeReport>,
     ke_rx: Option<mpsc::Receiver<KeReport>>,
+    /// When each source's last authentication failure was warned about.
+    auth_warned: Vec<Option<std::time::Instant>>,
 }
 
 /// A finished NTS key exchange: the source, the exchange's id, its result.
@@ -160,6 +162,7 @@ impl Pump {
             nts_tls: opts.nts_tls.clone(),
             ke_tx,
             ke_rx: Some(ke_rx),
+            auth_warned: Vec::new(),
         };
         (pump, resolved_rx)
     }
@@ -188,6 +191,31 @@ impl Pump {
         }
         self.log_events();
         wake
+    }
+
+    /// A datagram refused: debug, except an NTS reply that answered our
+    /// request but did not authenticate (altered or forged on the path),
+    /// which is warned about, at most once a minute per source (an attacker
+    /// must not be able to flood the log).
+    fn refused(&mut self, slot: usize, e: crate::core::ntp::Rejected) {
+        use crate::core::nts::{NtsError, OpenError};
+        let name = self.sources.name(slot).to_owned();
+        let forged = matches!(
+            e,
+            crate::core::ntp::Rejected::Nts(NtsError::Open(
+                OpenError::Forged | OpenError::NoAuthenticator | OpenError::BadAuthenticator
+            ))
+        );
+        if !forged {
+            tracing::debug!("source {name}: reply refused: {e}");
+            return;
+        }
+        self.auth_warned.resize(slot + 1, None);
+        let now = std::time::Instant::now();
+        if self.auth_warned[slot].is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            self.auth_warned[slot] = Some(now);
+            tracing::warn!(source = %name, "source {name}: an NTS reply failed authentication ({e}): altered or forged on the path; not used (skewd_nts_authentication_failures_total counts them)");
+        }
     }
 
     /// Run NTS key exchange `id` of `source` in the background; its result
@@ -498,7 +526,7 @@ impl Pump {
                                 wake = Some(w);
                             }
                         }
-                        Err(e) => tracing::debug!("source {}: reply refused: {e}", self.sources.name(msg.slot)),
+                        Err(e) => self.refused(msg.slot, e),
                     }
                 }
                 Some(report) = ke_rx.recv() => {
