@@ -20,8 +20,17 @@ mod common;
 use common::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Whether [`shift_when_on`] shifts (only the all-servers test uses it).
+static SHIFT_ON: AtomicBool = AtomicBool::new(false);
+
+/// [`shift_timestamps`] once [`SHIFT_ON`] is set.
+fn shift_when_on(b: &mut [u8]) {
+    if SHIFT_ON.load(Ordering::Relaxed) {
+        shift_timestamps(b);
+    }
+}
 
 fn start(tag: &str, plain: &[SocketAddr], args: &[String]) -> (Agent, SocketAddr) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -157,10 +166,17 @@ fn a_server_whose_replies_are_rewritten_fails_authentication_and_gives_no_sample
     // The fourth: its key exchange sends clients to the proxy, on the same
     // port number as its own NTP port.
     let port = free_udp_port(proxy_ip);
-    let on = Arc::new(AtomicBool::new(true));
     servers.push(nts_server(&dir, ips[3], port, Some(proxy_ip), &key, &cert));
     let front: SocketAddr = format!("{proxy_ip}:{port}").parse().unwrap();
-    let _proxy = TamperProxy::start(front, servers[3].ntp, on, shift_timestamps);
+    let _proxy = UdpProxy::start_at(
+        front,
+        servers[3].ntp,
+        PathFault::default(),
+        PathFault {
+            rewrite: Some(shift_timestamps),
+            ..PathFault::default()
+        },
+    );
     await_serving(&[servers[3].ntp]);
     let refs: Vec<&NtsServer> = servers.iter().collect();
     let (_agent, http) = start(
@@ -239,28 +255,7 @@ fn a_server_whose_replies_are_rewritten_fails_authentication_and_gives_no_sample
     ] {
         assert!(metrics.contains(m), "{m}: {metrics}");
     }
-    if need("promtool") {
-        use std::io::Write;
-        let mut p = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        p.stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-        let out = p.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    promtool_check_metrics(&metrics);
 }
 
 #[test]
@@ -274,7 +269,6 @@ fn shifting_every_reply_moves_plain_ntp_but_not_nts() {
     let (ca, key, cert) = certificates(&dir, &ips);
     // Every server's key exchange and every plain client go through the
     // proxy address, which shifts all replies alike once switched on.
-    let on = Arc::new(AtomicBool::new(false));
     let mut servers = Vec::new();
     let mut proxies = Vec::new();
     let mut fronts = Vec::new();
@@ -282,11 +276,14 @@ fn shifting_every_reply_moves_plain_ntp_but_not_nts() {
         let port = free_udp_port(proxy_ip);
         let s = nts_server(&dir, ip, port, Some(proxy_ip), &key, &cert);
         let front: SocketAddr = format!("{proxy_ip}:{port}").parse().unwrap();
-        proxies.push(TamperProxy::start(
+        proxies.push(UdpProxy::start_at(
             front,
             s.ntp,
-            on.clone(),
-            shift_timestamps,
+            PathFault::default(),
+            PathFault {
+                rewrite: Some(shift_when_on),
+                ..PathFault::default()
+            },
         ));
         fronts.push(front);
         servers.push(s);
@@ -315,7 +312,7 @@ fn shifting_every_reply_moves_plain_ntp_but_not_nts() {
         .map(|s| s["replies_ok"].as_u64().unwrap())
         .collect();
     // The attack: every reply 200 ms ahead, consistently.
-    on.store(true, Ordering::Relaxed);
+    SHIFT_ON.store(true, Ordering::Relaxed);
     let t = Instant::now();
     let mut plain_moved = 0;
     let mut nts_statuses = std::collections::BTreeSet::new();

@@ -1,12 +1,10 @@
 //! NTS peers: a test CA and certificate (openssl), `chronyd -x` as an NTS
-//! server on loopback, and a UDP proxy that rewrites replies.
+//! server on loopback, and a rewrite of replies for a [`super::UdpProxy`].
 
-use super::{await_serving, free_udp_port, wait_until, Guard};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use super::{await_serving, chronyd_with, free_udp_port, wait_until, Guard};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::Duration;
 
 /// A test CA and a server certificate for `ips`, made with openssl in
@@ -103,16 +101,8 @@ pub fn nts_server(
     key: &Path,
     cert: &Path,
 ) -> NtsServer {
-    let d = dir.join(ip);
-    std::fs::create_dir_all(&d).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
     let ke_port = free_tcp_port(ip);
-    let ds = d.display();
-    let mut args: Vec<String> = ["-4", "-x", "-d", "-u", "root", "-f", "/dev/null"]
-        .map(String::from)
-        .to_vec();
-    args.extend([
+    let mut directives = vec![
         format!("port {ntp_port}"),
         format!("bindaddress {ip}"),
         "allow 127.0.0.0/8".into(),
@@ -120,28 +110,14 @@ pub fn nts_server(
         format!("ntsserverkey {}", key.display()),
         format!("ntsservercert {}", cert.display()),
         format!("ntsport {ke_port}"),
-        "cmdport 0".into(),
-        "bindcmdaddress /".into(),
-        format!("pidfile {ds}/pid"),
-        format!("driftfile {ds}/drift"),
-        format!("dumpdir {ds}"),
-        format!("ntsdumpdir {ds}"),
-        format!("logdir {ds}"),
-    ]);
+    ];
     if let Some(via) = ntp_via {
-        args.push(format!("ntsntpserver {via}"));
+        directives.push(format!("ntsntpserver {via}"));
     }
-    let child = Command::new("chronyd")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(d.join("log")).unwrap()))
-        .spawn()
-        .expect("start chronyd");
+    // -4: else every server also binds NTS-KE on [::], and they clash.
+    let guard = chronyd_with(dir, ip, &["-4"], &directives);
     let s = NtsServer {
-        _guard: Guard {
-            child,
-            name: format!("chronyd-nts-{ip}"),
-        },
+        _guard: guard,
         ntp: format!("{ip}:{ntp_port}").parse().unwrap(),
         ke: format!("{ip}:{ke_port}").parse().unwrap(),
     };
@@ -164,75 +140,6 @@ pub fn nts_servers(dir: &Path, ips: &[&str], key: &Path, cert: &Path) -> Vec<Nts
         .collect();
     await_serving(&v.iter().map(|s| s.ntp).collect::<Vec<_>>());
     v
-}
-
-/// A UDP proxy on `front` in front of `upstream` that passes requests on
-/// and, while `on`, rewrites each reply with `tamper`. Stopped on drop.
-pub struct TamperProxy {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl TamperProxy {
-    pub fn start(
-        front: SocketAddr,
-        upstream: SocketAddr,
-        on: Arc<AtomicBool>,
-        tamper: fn(&mut [u8]),
-    ) -> TamperProxy {
-        let front = UdpSocket::bind(front).expect("proxy front socket");
-        let up = UdpSocket::bind((front.local_addr().unwrap().ip(), 0)).unwrap();
-        up.connect(upstream).unwrap();
-        for s in [&front, &up] {
-            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
-        let mut threads = Vec::new();
-        {
-            let (front, up, stop, client) = (
-                front.try_clone().unwrap(),
-                up.try_clone().unwrap(),
-                stop.clone(),
-                client.clone(),
-            );
-            threads.push(std::thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok((n, from)) = front.recv_from(&mut b) {
-                        *client.lock().unwrap() = Some(from);
-                        let _ = up.send(&b[..n]);
-                    }
-                }
-            }));
-        }
-        {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(n) = up.recv(&mut b) {
-                        if on.load(Ordering::Relaxed) {
-                            tamper(&mut b[..n]);
-                        }
-                        if let Some(to) = *client.lock().unwrap() {
-                            let _ = front.send_to(&b[..n], to);
-                        }
-                    }
-                }
-            }));
-        }
-        TamperProxy { stop, threads }
-    }
-}
-
-impl Drop for TamperProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
 }
 
 /// 200 ms in NTP timestamp units (2^-32 s).
