@@ -197,7 +197,11 @@ pub fn render(snap: &Snapshot, now: Steady, http: Option<&crate::serve::Counts>)
         &mut reg,
         "skewd_source_authenticated",
         "1 if the source's samples are authenticated (an NTS source that answers), 0 if not",
-        src(&|s| Some(f64::from(u8::from(s.report.nts.is_some_and(|n| n.authenticated))))),
+        src(&|s| {
+            Some(f64::from(u8::from(
+                s.report.nts.is_some_and(|n| n.authenticated),
+            )))
+        }),
     );
     let nts: Vec<(&SourceView, crate::core::nts::NtsReport)> = snap
         .sources

@@ -214,9 +214,12 @@ async fn exchange(
         Ok(_) => format!("[{ntp_host}]:{ntp_port}"),
         Err(_) => format!("{ntp_host}:{ntp_port}"),
     };
-    let ntp_addrs = crate::net::resolve(&ntp_server)
-        .await
-        .map_err(|e| (KeFailure::NtpAddress, format!("NTP server {ntp_server}: {e}")))?;
+    let ntp_addrs = crate::net::resolve(&ntp_server).await.map_err(|e| {
+        (
+            KeFailure::NtpAddress,
+            format!("NTP server {ntp_server}: {e}"),
+        )
+    })?;
     Ok(KeDone {
         outcome: KeOutcome {
             c2s,
