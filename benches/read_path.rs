@@ -9,25 +9,27 @@ use skewd::client::Clock;
 use std::hint::black_box;
 use std::time::Instant;
 
-const N: u32 = 2_000_000;
-const ROUNDS: usize = 7;
+const N: u32 = 1_000_000;
+const ROUNDS: usize = 15;
 
-fn per_call(mut f: impl FnMut()) -> f64 {
-    let mut v: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..N {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / N as f64
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[ROUNDS / 2]
+/// ns per call of `f`, one round.
+fn round(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..N {
+        f();
+    }
+    t.elapsed().as_nanos() as f64 / N as f64
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Medians of (strict, fast, bare, three reads), the rounds interleaved so
+/// that a neighbour's load slows every contender alike.
 fn measure(strict: &Clock, fast: &Clock) -> (f64, f64, f64, f64) {
-    let bare = per_call(|| {
+    let mut bare = || {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -35,19 +37,27 @@ fn measure(strict: &Clock, fast: &Clock) -> (f64, f64, f64, f64) {
         // SAFETY: a valid, writable timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_RAW, &mut ts) };
         black_box(ts);
-    });
-    let three = per_call(|| {
+    };
+    let mut three = || {
         black_box(skewd::clock::monotonic_ns());
         black_box(skewd::clock::raw());
         black_box(skewd::clock::boottime_ns());
-    });
-    let now = per_call(|| {
+    };
+    let mut now = || {
         black_box(strict.now().unwrap());
-    });
-    let now_fast = per_call(|| {
+    };
+    let mut now_fast = || {
         black_box(fast.now().unwrap());
-    });
-    (now, now_fast, bare, three)
+    };
+    let mut v: [Vec<f64>; 4] = Default::default();
+    for _ in 0..ROUNDS {
+        v[0].push(round(&mut now));
+        v[1].push(round(&mut now_fast));
+        v[2].push(round(&mut bare));
+        v[3].push(round(&mut three));
+    }
+    let [a, b, c, d] = v;
+    (median(a), median(b), median(c), median(d))
 }
 
 fn main() {
@@ -57,6 +67,19 @@ fn main() {
     let (_w, path) = support::segment("read");
     let strict = Clock::open(&path).unwrap();
     let fast = Clock::open_fast(&path).unwrap();
+    // One kind of call in a loop, for `perf record` / `perf stat`.
+    if let Some(what) =
+        std::env::args().find_map(|a| a.strip_prefix("--profile-").map(str::to_owned))
+    {
+        for _ in 0..50_000_000 {
+            match what.as_str() {
+                "fast" => drop(black_box(fast.now().unwrap())),
+                "strict" => drop(black_box(strict.now().unwrap())),
+                _ => drop(black_box(skewd::clock::raw())),
+            }
+        }
+        return;
+    }
     // Two threads, each measuring the same things concurrently.
     let two: Vec<(f64, f64, f64, f64)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
@@ -80,9 +103,15 @@ fn main() {
     let page = vpath.parent().unwrap().join("vmclock0");
     skewd::shm::vmclock::write_page(&page, 0, 7).unwrap();
     let with_page = Clock::open(&vpath).unwrap().with_vmclock(&page).unwrap();
-    let now_vm = per_call(|| {
-        black_box(with_page.now().unwrap());
-    });
+    let now_vm = median(
+        (0..ROUNDS)
+            .map(|_| {
+                round(&mut || {
+                    black_box(with_page.now().unwrap());
+                })
+            })
+            .collect(),
+    );
     println!(
         "{{\"ratio_strict\": {:.2}, \"ratio_fast\": {:.2}, \"ratio_three_reads\": {:.2}, \"ratio_strict_vmclock\": {:.2}}}",
         now / bare,

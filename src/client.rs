@@ -244,6 +244,36 @@ impl Clock {
     /// The interval that contains true time now.
     #[inline(always)]
     pub fn now(&self) -> Result<TimeInterval, ClientError> {
+        if self.mode == Mode::Fast && !self.clamp && self.vmclock.is_none() {
+            if let Some(t) = self.lean_now() {
+                return Ok(t);
+            }
+        }
+        self.full_now()
+    }
+
+    /// Fast mode's common case in fewer steps (no clamp, no VMClock page, a
+    /// model with a fast form and no leap mark): the segment's hot fields
+    /// only, one clock read, the fast form. (The strict read gains nothing
+    /// from it: its three clock reads dominate, and inlining them here
+    /// slowed the fast read by 9 ns.) `None` sends the read
+    /// down the full path, which reads again and says what is wrong.
+    #[inline(always)]
+    fn lean_now(&self) -> Option<TimeInterval> {
+        let l = self.reader.lean().ok()?;
+        let (h, form) = l.model?;
+        if l.timens != self.timens.unwrap_or((0, 0)) {
+            return None;
+        }
+        let at = clock::raw();
+        if at.0 < l.written_at {
+            return None;
+        }
+        read::fast_interval(&h, &form, read::Reading { at, extra_ns: 0 })
+    }
+
+    #[inline(always)]
+    fn full_now(&self) -> Result<TimeInterval, ClientError> {
         let (view, env) = self.reader.view()?;
         let reading = self.reading(&env)?;
         let exact = || self.reader.model();

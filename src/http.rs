@@ -359,9 +359,29 @@ fn ns(n: crate::core::time::Nanos) -> i64 {
     clamp_i64(n.0)
 }
 
+/// The `epsilon_budget` object of `/v1/status`: each part's share of the
+/// half-width in ns (halves possible), and the source each end comes from.
+fn budget_json(snap: &Snapshot, b: &crate::core::budget::Budget) -> serde_json::Value {
+    let mut parts = serde_json::Map::new();
+    for (name, v) in b.halves() {
+        parts.insert(format!("{name}_ns"), json!(v));
+    }
+    let end = |side: &crate::core::budget::Side| {
+        json!({
+            "source": side.source.and_then(|i| snap.sources.get(i.0)).map(|v| v.name.clone()),
+            "carried": side.carried,
+        })
+    };
+    parts.insert("lower_end".into(), end(&b.sides.lo));
+    parts.insert("upper_end".into(), end(&b.sides.hi));
+    serde_json::Value::Object(parts)
+}
+
 async fn status(State(s): State<Arc<Shared>>) -> Response {
     let snap = s.get();
-    let r = NowJson::now(&snap);
+    let (read, reading) = snap.now_read();
+    let budget = snap.budget(&read, reading);
+    let r = NowJson::of(read, reading.at);
     let p = &snap.publication;
     let sources: Vec<SourceJson> = snap
         .sources
@@ -414,6 +434,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "earliest_leapfree_ns": r.earliest_leapfree_ns,
         "latest_leapfree_ns": r.latest_leapfree_ns,
         "epsilon_ns": r.epsilon_ns,
+        "epsilon_budget": budget.as_ref().map(|b| budget_json(&snap, b)),
         "leap": p.leap,
         "offset_ns": p.skew.map(|k| ns(k.offset)),
         "offset_uncertainty_ns": p.skew.map(|k| ns(k.uncertainty)),

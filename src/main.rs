@@ -594,6 +594,7 @@ fn print_status(body: &str) -> anyhow::Result<()> {
         "clock steps:   {}   bound violations: {}",
         v["clock_steps"], v["bound_violations"]
     );
+    print_budget(&v["epsilon_budget"]);
     println!();
     println!(
         "{:<28} {:<12} {:<4} {:>5} {:>22} {:>10} {:>11}",
@@ -662,6 +663,45 @@ fn print_status(body: &str) -> anyhow::Result<()> {
         "AUTH: nts = authenticated (NTS); NTS! = NTS, nothing authenticated now; - = plain NTP."
     );
     Ok(())
+}
+
+/// The error bound's budget as a short table: each part's share of ε
+/// (parts that are zero left out), and where each end comes from.
+fn print_budget(b: &serde_json::Value) {
+    if !b.is_object() {
+        return;
+    }
+    let half_ns = |name: &str| b[format!("{name}_ns")].as_f64();
+    println!("error bound made of (each part's share of it):");
+    let names = skewd::core::budget::Part::ALL.map(|p| p.as_str());
+    for name in names.iter().copied().chain(["agreement"]) {
+        let Some(v) = half_ns(name).filter(|v| *v != 0.0) else {
+            continue;
+        };
+        let shown = if name == "agreement" {
+            skewd::human::signed_ns(v.round() as i64)
+        } else {
+            skewd::human::ns(v.round() as i64)
+        };
+        let note = match name {
+            "agreement" if v < 0.0 => "  (narrowed: the ends come from samples that overlap)",
+            "agreement" => "  (widened: the ends come from samples that disagree)",
+            _ => "",
+        };
+        println!("  {:<24} {:>10}{note}", name.replace('_', " "), shown);
+    }
+    for (end, label) in [("lower_end", "lower end"), ("upper_end", "upper end")] {
+        let e = &b[end];
+        println!(
+            "  {label} from {}{}",
+            e["source"].as_str().unwrap_or("(unknown)"),
+            if e["carried"] == true {
+                ", carried by the model from an earlier sample"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 fn run(mut opts: RunOptions) -> anyhow::Result<()> {

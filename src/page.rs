@@ -185,7 +185,9 @@ margin-right:.3em;border-radius:.15em}";
 
 /// The whole page for `snap` and its `history` (oldest first).
 pub fn render(snap: &Snapshot, history: &[Point], host: &str) -> String {
-    let now = crate::http::NowJson::now(snap);
+    let (read, reading) = snap.now_read();
+    let budget = snap.budget(&read, reading);
+    let now = crate::http::NowJson::of(read, reading.at);
     let p = &snap.publication;
     let mut o = String::with_capacity(64 * 1024);
     let status = now.status.as_str();
@@ -274,6 +276,9 @@ pub fn render(snap: &Snapshot, history: &[Point], host: &str) -> String {
     }
     o.push_str("</section>");
 
+    if let Some(b) = &budget {
+        budget_chart(&mut o, snap, b);
+    }
     charts(&mut o, snap, history);
     sources_table(&mut o, snap);
 
@@ -289,6 +294,90 @@ pub fn render(snap: &Snapshot, history: &[Point], host: &str) -> String {
         HISTORY_POINTS as i128 * HISTORY_EVERY.0 / 60_000_000_000
     );
     o
+}
+
+/// Colours of the ε budget's parts, in [`Part::ALL`] order.
+const PART_COLOURS: [&str; crate::core::budget::PARTS] = [
+    "#1565c0", "#6a1b9a", "#2e7d32", "#9e9d24", "#00838f", "#4e342e", "#ef6c00", "#c62828",
+    "#ad1457", "#546e7a", "#bdbdbd",
+];
+
+/// What ε is made of: one bar, a segment per part (its share of the
+/// half-width), the signed agreement term beside it, and where each end
+/// comes from.
+fn budget_chart(o: &mut String, snap: &Snapshot, b: &crate::core::budget::Budget) {
+    use crate::core::budget::Part;
+    let halves = b.halves();
+    let positive: f64 = halves
+        .iter()
+        .filter(|(k, _)| *k != "agreement")
+        .map(|(_, v)| v.max(0.0))
+        .sum();
+    let agreement = b.agreement_twice.0 as f64 / 2.0;
+    o.push_str("<h2>What ε is made of (each part's share of the half-width)</h2>");
+    let _ = write!(
+        o,
+        "<svg id=\"chart-budget\" viewBox=\"0 0 {W} 34\" width=\"{W}\" height=\"34\" role=\"img\" \
+         aria-label=\"error bound budget\">"
+    );
+    let mut x = 0.0;
+    let scale = if positive > 0.0 { W / positive } else { 0.0 };
+    for (i, p) in Part::ALL.iter().enumerate() {
+        let v = halves[i].1;
+        if v <= 0.0 {
+            continue;
+        }
+        let w = v * scale;
+        let _ = write!(
+            o,
+            "<rect x=\"{x:.2}\" y=\"4\" width=\"{w:.2}\" height=\"26\" fill=\"{}\" data-part=\"{}\" \
+             data-ns=\"{v}\"><title>{}: {}</title></rect>",
+            PART_COLOURS[i],
+            p.as_str(),
+            p.as_str().replace('_', " "),
+            human::ns(v.round() as i64)
+        );
+        x += w;
+    }
+    o.push_str("</svg><p class=\"key\">");
+    for (i, p) in Part::ALL.iter().enumerate() {
+        let v = halves[i].1;
+        if v == 0.0 {
+            continue;
+        }
+        let _ = write!(
+            o,
+            "<span><i style=\"background:{}\"></i>{} {}</span>",
+            PART_COLOURS[i],
+            p.as_str().replace('_', " "),
+            human::ns(v.round() as i64)
+        );
+    }
+    let end = |side: &crate::core::budget::Side| {
+        let name = side
+            .source
+            .and_then(|i| snap.sources.get(i.0))
+            .map_or("an unknown source".to_owned(), |v| esc(&v.name));
+        if side.carried {
+            format!("{name} (carried by the model)")
+        } else {
+            name
+        }
+    };
+    let _ = write!(
+        o,
+        "</p><p class=\"note\" id=\"budget-agreement\" data-ns=\"{agreement}\">The bar adds up to {}; \
+         agreement {} ({}). Lower end from {}, upper end from {}.</p>",
+        human::ns(positive.round() as i64),
+        human::signed_ns(agreement.round() as i64),
+        if agreement < 0.0 {
+            "the ends come from samples that overlap: the intersection narrowed ε"
+        } else {
+            "the ends' centres lie apart: the hull kept their disagreement"
+        },
+        end(&b.sides.lo),
+        end(&b.sides.hi),
+    );
 }
 
 /// Geometry of one chart: the last hour left to right, values bottom to

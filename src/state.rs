@@ -9,7 +9,7 @@ use crate::core::model::Status;
 use crate::core::publish::{LeapView, Publication};
 use crate::core::read::{self, ReadError, TimeInterval};
 use crate::core::source::SourceReport;
-use crate::core::time::Steady;
+use crate::core::time::{Nanos, Steady};
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
@@ -73,6 +73,7 @@ impl Snapshot {
                 skew: None,
                 sources: vec![],
                 leap: LeapView::default(),
+                budget: None,
             },
             sources: vec![],
             kernel: None,
@@ -85,14 +86,32 @@ impl Snapshot {
     /// gives none, status `disrupted`, until the agent's next refresh), or
     /// why there is none.
     pub fn now(&self) -> (Now, Steady) {
+        let (now, r) = self.now_read();
+        (now, r.at)
+    }
+
+    /// [`Snapshot::now`] with the clock reading it was computed for.
+    pub fn now_read(&self) -> (Now, read::Reading) {
         let p = &self.publication;
         match crate::clock::read(crate::clock::Mode::Strict, p.offs_boot_ns) {
-            Ok(r) => (read::interval_of(p.model.as_ref(), p.status, r), r.at),
+            Ok(r) => (read::interval_of(p.model.as_ref(), p.status, r), r),
             Err(_) => (
                 Err(ReadError::NoModel(Status::Disrupted)),
-                crate::clock::raw(),
+                read::Reading {
+                    at: crate::clock::raw(),
+                    extra_ns: 0,
+                },
             ),
         }
+    }
+
+    /// What the strict read `r` (its interval `now`) is made of, if it gave
+    /// an interval.
+    pub fn budget(&self, now: &Now, r: read::Reading) -> Option<crate::core::budget::Budget> {
+        let p = &self.publication;
+        now.as_ref().ok()?;
+        let b = p.model.as_ref()?.budget_at(p.budget?, r.at);
+        Some(b.widened(crate::core::budget::Part::Read, Nanos(r.extra_ns as i128)))
     }
 
     /// The interval at steady instant `at` (no suspend check: for figures

@@ -45,6 +45,7 @@ fn three_honest_chronyd_and_a_liar() {
     let t = Instant::now();
     let mut eps = Vec::new();
     let mut eps_d = Vec::new();
+    let mut budgets = 0;
     while t.elapsed() < Duration::from_secs(20) {
         let (b, v, a) = now_bracketed(http);
         assert!(
@@ -59,8 +60,22 @@ fn three_honest_chronyd_and_a_liar() {
             "declared agent: interval {v} misses the host clock [{b}, {a}]"
         );
         eps_d.push(v["epsilon_ns"].as_i64().unwrap());
+        if eps.len() % 10 == 0 {
+            // What ε is made of adds up to it, and the liar binds neither end.
+            for addr in [http, http_d] {
+                let st = get_json(addr, "/v1/status");
+                let b = budget_adds_up(&st);
+                for end in ["lower_end", "upper_end"] {
+                    assert_ne!(b[end]["source"], liar.to_string(), "{b}");
+                    assert!(b[end]["source"].is_string(), "{b}");
+                }
+                assert!(b["network_delay_ns"].as_f64().unwrap() > 0.0, "{b}");
+                budgets += 1;
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(budgets >= 40, "{budgets} budgets checked");
     let md = median(&mut eps_d);
     eprintln!("declared servers: median epsilon {md} ns");
     let m = median(&mut eps);

@@ -941,6 +941,18 @@ fn commands_follow_the_config_file() {
     );
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["sources"].as_array().unwrap().len(), 4);
+    // The human table, with what ε is made of and where its ends come from.
+    let out = skewd(&["status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "error bound made of",
+        "network delay",
+        "lower end from 127.0.0.",
+        "upper end from 127.0.0.",
+    ] {
+        assert!(said.contains(line), "no {line:?} in {said}");
+    }
     let out = skewd(&["check-config"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -171,4 +171,23 @@ fn the_status_page_renders_in_a_browser_and_matches_the_api() {
         );
     }
     assert!(!dom.contains("No history yet"));
+    // What ε is made of: the bar's parts and the agreement add up to the
+    // ε shown (same render), and both ends are honest servers.
+    let svg = by_id(&dom, "chart-budget");
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    let parts: f64 = svg
+        .match_indices("<rect ")
+        .map(|(i, _)| attr(&svg[i..], "data-ns").unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(svg.contains("data-part=\"network_delay\""), "{svg}");
+    let agreement: f64 = attr(by_id(&dom, "budget-agreement"), "data-ns")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (parts + agreement - eps as f64).abs() <= 6.0,
+        "budget {parts} + {agreement} vs ε {eps}"
+    );
+    let note = by_id(&dom, "budget-agreement");
+    assert!(!note[..note.find("</p>").unwrap()].contains("127.0.0.115"));
 }

@@ -17,6 +17,11 @@ fn run(name: &str) -> Report {
     let runs = run_seeds(&sc, 4, 2);
     let r = report(&sc, &runs);
     eprintln!("{}", serde_json::to_string(&r).unwrap());
+    // Inside the assumptions or not, every interval read is explained.
+    assert_eq!(
+        r.budget_mismatches, 0,
+        "{name}: the ε budget did not add up to the half-width read"
+    );
     r
 }
 
@@ -33,6 +38,7 @@ fn assert_sound(r: &Report) {
         "the self-audit fired inside the assumptions"
     );
     assert_eq!(r.shrunk_without_evidence, 0);
+    assert!(r.budget_checks > 1_000, "too few budget checks");
 }
 
 #[test]

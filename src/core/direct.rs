@@ -7,10 +7,11 @@
 //! It proves the seam between source kinds: selection, estimation and leap
 //! handling take [`Sample`]s and never know which kind made them.
 
+use super::budget::{Part, Parts};
 use super::leap::Leap;
 use super::poll::{PollConfig, Poller};
 use super::sample::Sample;
-use super::time::{Interval, Steady};
+use super::time::{Interval, Nanos, Steady};
 
 /// What the shell read from a one-way source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +81,17 @@ impl DirectSource {
             return Err(DirectError::OutOfRange);
         }
         self.poller.answered();
+        // The source's own bound, centred on its midpoint, is all it tells.
+        let half = Nanos(r.utc.width().0 / 2);
         Ok(Sample {
             at: r.at,
             bound: r.utc,
             leap: r.leap,
             delay: None,
             root_distance: None,
+            centre: r.utc.lo + half,
+            lo_parts: Parts::default().with(Part::RootDistance, half),
+            hi_parts: Parts::default().with(Part::RootDistance, r.utc.width() - half),
         })
     }
 }

@@ -16,6 +16,7 @@
 //! any: never against a raw sample, so one source's bytes cannot change what
 //! the other sources' timestamps mean.
 
+use super::budget::{Part, Sides};
 use super::direct::{DirectError, DirectReading};
 use super::estimator::{Assumptions, Estimator, Round, Timetable};
 use super::leap::{Leap, LeapEvent, LeapState, LeapTable};
@@ -227,6 +228,11 @@ impl Engine {
         self.estimator.status_at(now)
     }
 
+    /// What the model's anchor bound is made of (see [`Model::budget_at`]).
+    pub fn budget(&self) -> Option<Sides> {
+        self.estimator.budget()
+    }
+
     /// Bound violations counted.
     pub fn violations(&self) -> u64 {
         self.estimator.violations()
@@ -428,7 +434,9 @@ impl Engine {
                 r.poller_mut().counters.implausible += 1;
             }
         }
-        r.filter.push(Sample { bound, ..sample });
+        // The leap mapping moves the bound and may widen it (the hull of
+        // both readings).
+        r.filter.push(sample.moved_to(bound));
         r.leap_bit = sample.leap;
         let round = self.round(now);
         if let Some(m) = round.published {
@@ -479,13 +487,21 @@ impl Engine {
                     .sample_age_limit(&r.cfg, r.poller().scheduled_interval())
             })
             .collect();
-        let intervals: Vec<Option<Interval>> = self
+        let (intervals, sides): (Vec<Option<Interval>>, Vec<Option<Sides>>) = self
             .records
             .iter()
             .zip(&limits)
-            .map(|(r, max_age)| r.filter.best_at(now, *max_age, &ageing).map(|(iv, _)| iv))
-            .collect();
-        let round = self.estimator.update(now, &intervals);
+            .enumerate()
+            .map(|(i, (r, max_age))| {
+                let Some((iv, s)) = r.filter.best_at(now, *max_age, &ageing) else {
+                    return (None, None);
+                };
+                let mut sides = Sides::of(SourceId(i), s.centre, s.lo_parts, s.hi_parts);
+                ageing.age_sides(&mut sides, Part::SampleAgeing, s.at, now);
+                (Some(iv), Some(sides))
+            })
+            .unzip();
+        let round = self.estimator.update_explained(now, &intervals, &sides);
         if round.published.is_some() {
             for ((r, f), iv) in self
                 .records
@@ -599,6 +615,7 @@ impl Engine {
             skew: self.skew,
             sources: self.source_reports(),
             leap: LeapView::of(&self.leap),
+            budget: self.estimator.budget(),
         }
     }
 

@@ -19,6 +19,7 @@
 //!
 //! Pure: takes `now`, reads no clock.
 
+use super::budget::{Part, Side, Sides};
 use super::model::{Ageing, Model, Status};
 use super::select::{select, NoBound, Quality, Selection};
 use super::time::{mul_div_ceil, mul_div_floor, Interval, Nanos, Rate, Steady, RATE_ONE};
@@ -147,6 +148,8 @@ pub struct Estimator {
     fresh: VecDeque<Fresh>,
     /// The UTC view to give every model (kept across dropped models).
     utc: super::leap::UtcMapping,
+    /// What the model's anchor bound is made of.
+    budget: Sides,
 }
 
 const MAX_ANCHORS: usize = 512;
@@ -170,6 +173,7 @@ impl Estimator {
             violations: 0,
             fresh: VecDeque::new(),
             utc: Default::default(),
+            budget: Sides::default(),
         }
     }
 
@@ -213,6 +217,7 @@ impl Estimator {
         if let Some(m) = &mut self.model {
             mv(&mut m.bound);
         }
+        self.budget.shift(by);
         for a in &mut self.anchors {
             mv(&mut a.1);
         }
@@ -358,7 +363,26 @@ impl Estimator {
 
     /// One round at `now` with each slot's aged interval (`None`: no valid one).
     pub fn update(&mut self, now: Steady, slots: &[Option<Interval>]) -> Round {
-        let valid: Vec<Interval> = slots.iter().flatten().copied().collect();
+        self.update_explained(now, slots, &[])
+    }
+
+    /// [`Estimator::update`], with what each slot's interval is made of
+    /// (`sides[i]` describes `slots[i]`; missing entries are unknown), so the
+    /// model's ε budget can be told ([`Estimator::budget`]).
+    pub fn update_explained(
+        &mut self,
+        now: Steady,
+        slots: &[Option<Interval>],
+        sides: &[Option<Sides>],
+    ) -> Round {
+        let (valid, valid_sides): (Vec<Interval>, Vec<Sides>) = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, iv)| {
+                let side = sides.get(i).copied().flatten().unwrap_or_default();
+                iv.map(|iv| (iv, side))
+            })
+            .unzip();
         let selection = select(&valid, self.configured);
         let mut round = Round {
             selection,
@@ -400,6 +424,11 @@ impl Estimator {
 
         // Audit, then anchor.
         let mut anchor = sel.bound;
+        let fresh_sides = Sides {
+            lo: valid_sides[sel.lo_from].lo,
+            hi: valid_sides[sel.hi_from].hi,
+        };
+        let mut anchor_sides = fresh_sides;
         if let Some(m) = self.model {
             let prev = m.interval_at(now).interval;
             let past_miss = self
@@ -411,6 +440,22 @@ impl Estimator {
             let miss = match sel.bound.intersect(&prev) {
                 Some(both) if !past_miss => {
                     anchor = both;
+                    // Where the model binds, its side (aged) is the anchor's.
+                    let mut carried = self.budget;
+                    m.ageing
+                        .age_sides(&mut carried, Part::ModelAgeing, m.anchor, now);
+                    if both.lo > sel.bound.lo {
+                        anchor_sides.lo = Side {
+                            carried: true,
+                            ..carried.lo
+                        };
+                    }
+                    if both.hi < sel.bound.hi {
+                        anchor_sides.hi = Side {
+                            carried: true,
+                            ..carried.hi
+                        };
+                    }
                     None
                 }
                 Some(_) => Some(Fault::FreshMissesPast),
@@ -434,6 +479,7 @@ impl Estimator {
                 self.fault(now, f);
                 round.fault.get_or_insert(f);
                 anchor = sel.bound;
+                anchor_sides = fresh_sides;
                 self.hardware_ageing()
             }
         };
@@ -467,8 +513,15 @@ impl Estimator {
             *flag = slot.is_some_and(|iv| iv.disjoint(&anchor));
         }
         self.model = Some(model);
+        self.budget = anchor_sides;
         round.published = Some(model);
         round
+    }
+
+    /// What the current model's anchor bound is made of (meaningful only
+    /// while there is a model; see [`Model::budget_at`]).
+    pub fn budget(&self) -> Option<Sides> {
+        self.model.as_ref().map(|_| self.budget)
     }
 
     fn ageing_of(&self, r: &RateChoice) -> Ageing {

@@ -47,6 +47,7 @@ impl Filter {
                 lo: s.bound.lo + by,
                 hi: s.bound.hi + by,
             };
+            s.centre = s.centre + by;
         }
     }
 

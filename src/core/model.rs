@@ -20,6 +20,7 @@
 //! This module never reads a clock; it must stay a pure function of its inputs
 //! because the shared-memory reader runs exactly this code.
 
+use super::budget::{Budget, Part, Sides};
 use super::leap::UtcMapping;
 use super::time::{
     mul_div_ceil, mul_div_floor, rate_spread_ceil, Interval, Nanos, Rate, Steady, RATE_ONE,
@@ -158,6 +159,19 @@ impl Ageing {
         let lo = bound.lo + Nanos(d + mul_div_floor(self.rate.0, d, RATE_ONE)) - s;
         let hi = bound.hi + Nanos(d + mul_div_ceil(self.rate.0, d, RATE_ONE)) + s;
         Interval { lo, hi }
+    }
+
+    /// What [`Ageing::age`] adds to each side of a bound, booked to `part`
+    /// (the spread) and to rounding (the upper end's rounding up of the
+    /// predicted elapsed time), so both centres move alike.
+    pub fn age_sides(&self, sides: &mut Sides, part: Part, from: Steady, to: Steady) {
+        let d = to.since(from).0;
+        let s = self.spread(from, to);
+        sides.add(part, s, s);
+        let down = mul_div_floor(self.rate.0, d, RATE_ONE);
+        sides.shift(Nanos(d + down));
+        let up = mul_div_ceil(self.rate.0, d, RATE_ONE) - down;
+        sides.hi.parts.add(Part::Rounding, Nanos(up));
     }
 }
 
@@ -313,6 +327,15 @@ impl Model {
             interval: self.utc.to_utc(r.interval),
             status: r.status,
         }
+    }
+
+    /// The ε budget of the interval at `x`, given the sides of the anchor's
+    /// bound (see [`crate::core::budget`]).
+    pub fn budget_at(&self, anchor_sides: Sides, x: Steady) -> Budget {
+        let mut sides = anchor_sides;
+        self.ageing
+            .age_sides(&mut sides, Part::ModelAgeing, self.anchor, x);
+        sides.of_bound(self.interval_at(x).interval)
     }
 
     /// The status at steady instant `x` (the documented timetable).

@@ -2,6 +2,7 @@
 //! writes to the shared-memory segment and shows operators (HTTP status,
 //! metrics, sd_notify), so what apps read is what the simulator checks.
 
+use super::budget::Sides;
 use super::leap::LeapState;
 use super::local::Interruptions;
 use super::model::{Model, Status};
@@ -75,6 +76,9 @@ pub struct Publication {
     pub sources: Vec<SourceReport>,
     /// Leap seconds.
     pub leap: LeapView,
+    /// What the model's anchor bound is made of (with a model; see
+    /// [`Model::budget_at`]).
+    pub budget: Option<Sides>,
 }
 
 impl Publication {
@@ -117,6 +121,7 @@ impl Publication {
             skew: None,
             sources: vec![],
             leap: LeapView::default(),
+            budget: None,
         }
     }
 }

@@ -186,6 +186,36 @@ pub fn interval<E>(
     })
 }
 
+/// The fast path alone, for a model whose fast form applies (no leap mark,
+/// the reading at or after the anchor): the same arithmetic as
+/// [`interval`] without a clamp. `None` when the reading precedes the
+/// anchor or a bound does not fit 64 bits (the caller then takes
+/// [`interval`], which says why).
+#[inline(always)]
+pub fn fast_interval(h: &HotModel, form: &FastForm, reading: Reading) -> Option<TimeInterval> {
+    let at = reading.at;
+    if at < h.anchor {
+        return None;
+    }
+    let (lo, hi) = form.bound_at(h.lo as i128, h.hi as i128, at.0 - h.anchor.0);
+    let extra = reading.extra_ns as i128;
+    let (lo, hi) = (
+        i64::try_from(lo - extra).ok()?,
+        i64::try_from(hi + extra).ok()?,
+    );
+    Some(TimeInterval {
+        utc: Bounds {
+            earliest: Utc(lo.checked_sub(h.utc_offset)?),
+            latest: Utc(hi.checked_sub(h.utc_offset)?),
+        },
+        leapfree: Bounds {
+            earliest: LeapFree(lo),
+            latest: LeapFree(hi),
+        },
+        status: timetable(h.status, h.sync_until, h.void_after, at),
+    })
+}
+
 /// No clamp.
 pub fn unclamped(lo: i64, _: i64, _: Status) -> i64 {
     lo
@@ -281,6 +311,9 @@ mod tests {
                 unclamped,
             )
             .unwrap();
+            // The lean reader's fast path gives the very same interval.
+            let h = view.model.unwrap();
+            assert_eq!(fast_interval(&h, &h.fast.unwrap(), r), Some(fast));
             assert_eq!(fast.status, slow.status, "at +{d}");
             assert!(fast.leapfree.earliest <= slow.leapfree.earliest);
             assert!(fast.leapfree.latest >= slow.leapfree.latest);
@@ -304,6 +337,8 @@ mod tests {
         )
         .unwrap();
         assert!(asked);
+        let h = view.model.unwrap();
+        assert_eq!(fast_interval(&h, &h.fast.unwrap(), r), None);
     }
 
     #[test]

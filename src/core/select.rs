@@ -35,6 +35,11 @@ pub struct Selection {
     pub f: usize,
     /// Whether the bound may be called synchronized.
     pub quality: Quality,
+    /// The interval (index into the slice given) whose lower end is the
+    /// bound's lower end.
+    pub lo_from: usize,
+    /// The interval whose upper end is the bound's upper end.
+    pub hi_from: usize,
 }
 
 /// Why selection gives no fresh bound.
@@ -59,24 +64,25 @@ pub fn tolerated_faults(n: usize) -> usize {
 }
 
 /// Lowest point covered by at least `m` of the intervals (closed ends), by
-/// sweeping endpoints: starts sort before ends at the same point.
+/// sweeping endpoints: starts sort before ends at the same point. Also the
+/// index of the interval whose lower end it is.
 fn lowest_covered(
     intervals: &[Interval],
     m: usize,
-    events: &mut Vec<(RefTime, i8)>,
-) -> Option<RefTime> {
+    events: &mut Vec<(RefTime, i8, usize)>,
+) -> Option<(RefTime, usize)> {
     events.clear();
-    for iv in intervals {
-        events.push((iv.lo, 1));
-        events.push((iv.hi, -1));
+    for (i, iv) in intervals.iter().enumerate() {
+        events.push((iv.lo, 1, i));
+        events.push((iv.hi, -1, i));
     }
     // (t, -1) > (t, 1) is false: sort by time, then starts (-(1)) first.
     events.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     let mut depth = 0i64;
-    for &(t, d) in events.iter() {
+    for &(t, d, i) in events.iter() {
         depth += d as i64;
         if depth >= m as i64 {
-            return Some(t);
+            return Some((t, i));
         }
     }
     None
@@ -91,7 +97,7 @@ pub fn select(intervals: &[Interval], configured: usize) -> Result<Selection, No
     }
     let m = k - f;
     let mut events = Vec::with_capacity(2 * k);
-    let lo = lowest_covered(intervals, m, &mut events).ok_or(NoBound::NoAgreement)?;
+    let (lo, lo_from) = lowest_covered(intervals, m, &mut events).ok_or(NoBound::NoAgreement)?;
     // The highest covered point: mirror the intervals and reuse the sweep.
     let mirrored: Vec<Interval> = intervals
         .iter()
@@ -100,12 +106,9 @@ pub fn select(intervals: &[Interval], configured: usize) -> Result<Selection, No
             hi: RefTime(-iv.lo.0),
         })
         .collect();
-    let hi = RefTime(
-        -lowest_covered(&mirrored, m, &mut events)
-            .ok_or(NoBound::NoAgreement)?
-            .0,
-    );
-    let bound = Interval::new(lo, hi).ok_or(NoBound::NoAgreement)?;
+    let (neg_hi, hi_from) =
+        lowest_covered(&mirrored, m, &mut events).ok_or(NoBound::NoAgreement)?;
+    let bound = Interval::new(lo, RefTime(-neg_hi.0)).ok_or(NoBound::NoAgreement)?;
     let quality = if k > 2 * f {
         Quality::Majority
     } else {
@@ -116,6 +119,8 @@ pub fn select(intervals: &[Interval], configured: usize) -> Result<Selection, No
         k,
         f,
         quality,
+        lo_from,
+        hi_from,
     })
 }
 
@@ -171,7 +176,12 @@ mod tests {
             let mut v: Vec<Interval> = honest.iter().map(|&(a, b)| iv(-a, b)).collect();
             v.extend(liars.iter().map(|&(c, w)| iv(c, c + w)));
             match select(&v, n) {
-                Ok(s) => prop_assert!(s.bound.contains(RefTime(0))),
+                Ok(s) => {
+                    prop_assert!(s.bound.contains(RefTime(0)));
+                    // The ends are named by the intervals they come from.
+                    prop_assert_eq!(v[s.lo_from].lo, s.bound.lo);
+                    prop_assert_eq!(v[s.hi_from].hi, s.bound.hi);
+                }
                 Err(e) => prop_assert!(false, "no bound: {:?}", e),
             }
         }

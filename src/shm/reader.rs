@@ -196,6 +196,60 @@ pub fn view(s: &Segment) -> Result<(View, Env), ShmError> {
     })
 }
 
+/// What a read of *now* needs in the common case, and nothing else: the
+/// model's hot fields when its fast form applies without a leap mark, and
+/// the environment a reader without a VMClock page or a clamp checks
+/// (timeline, time namespace, and for a strict read, suspend).
+#[derive(Debug, Clone, Copy)]
+pub struct Lean {
+    /// The hot fields (`None`: no model, no fast form, or a leap mark: the
+    /// full read applies).
+    pub model: Option<(HotModel, FastForm)>,
+    /// RAW instant of the write.
+    pub written_at: i64,
+    /// BOOTTIME − MONOTONIC the model is valid for (the strict read's check).
+    pub offs_boot: i64,
+    /// The writer's time namespace (`(0, 0)`: it could not tell).
+    pub timens: (u64, u64),
+}
+
+/// One consistent read of [`Lean`].
+#[inline(always)]
+pub fn lean(s: &Segment) -> Result<Lean, ShmError> {
+    consistent(s, |s| {
+        let r = Ordering::Relaxed;
+        let flags = s.flags.load(r);
+        let hot = flags & (FLAG_MODEL | FLAG_FAST | FLAG_LEAP) == FLAG_MODEL | FLAG_FAST;
+        Lean {
+            model: hot.then(|| {
+                (
+                    HotModel {
+                        anchor: Steady(s.anchor_ns.load(r)),
+                        lo: s.bound_lo_ns.load(r),
+                        hi: s.bound_hi_ns.load(r),
+                        fast: None,
+                        leap: false,
+                        status: status_of(s),
+                        sync_until: Steady(s.sync_until_ns.load(r)),
+                        void_after: Steady(s.void_after_ns.load(r)),
+                        utc_offset: s.utc_offset_ns.load(r),
+                    },
+                    FastForm {
+                        rate_lo_q: s.fast[0].load(r),
+                        a1_q: s.fast[1].load(r),
+                        a2_q: s.fast[2].load(r),
+                        hw_q: s.fast[3].load(r),
+                        cross_d: s.fast[4].load(r),
+                    },
+                )
+            }),
+            written_at: s.written_at_ns.load(r),
+            offs_boot: s.offs_boot_ns.load(r),
+            timens: (s.timens_ino.load(r), s.timens_dev.load(r)),
+        }
+    })
+}
+
 fn model_of(s: &Segment, flags: u32) -> Option<Model> {
     if flags & FLAG_MODEL == 0 {
         return None;
@@ -364,6 +418,12 @@ impl Reader {
     #[inline(always)]
     pub fn view(&self) -> Result<(View, Env), ShmError> {
         view(self.seg())
+    }
+
+    /// See [`lean`].
+    #[inline(always)]
+    pub fn lean(&self) -> Result<Lean, ShmError> {
+        lean(self.seg())
     }
 
     /// See [`model`].

@@ -4,10 +4,17 @@
 //! with the figures of the run.
 
 use super::world::World;
+use crate::core::budget::Part;
 use crate::core::model::Status;
 use crate::core::read::{self, Reading};
 use crate::core::select::select;
 use crate::core::time::{Interval, Steady, NS_PER_S};
+
+/// How far the ε budget's sum may be from the reader's half-width: the
+/// reader's fixed-point form adds 2 ns to the spread at each end and up to
+/// 2 ns of rate rounding above, rounds each product up, and the half-width
+/// is rounded up to whole ns (4.5 ns seen).
+const BUDGET_SLACK_NS: f64 = 6.0;
 
 impl World<'_> {
     /// Whether `t` holds true time (`truth`, the world's leap-free-less
@@ -97,6 +104,7 @@ impl World<'_> {
             }
         }
         let eps = t.epsilon_ns() as i128;
+        self.check_budget(now, anchor, mismatch, eps);
         if let Some((a, at, e)) = self.last_check {
             if a == anchor && at <= now && eps < e {
                 self.stats.shrunk_without_evidence += 1;
@@ -109,6 +117,30 @@ impl World<'_> {
                 self.stats.floor.push(fl);
             }
         }
+    }
+
+    /// The ε budget of the engine's model against the half-width the
+    /// reader got (`eps`, from the segment's fixed-point arithmetic): the
+    /// parts must add up to it within rounding, none may be negative
+    /// (agreement aside, which is signed), and each end must be its centre
+    /// minus (plus) its parts.
+    fn check_budget(&mut self, now: Steady, anchor: Steady, mismatch: i64, eps: i128) {
+        let (Some(m), Some(sides)) = (self.engine.model(), self.engine.budget()) else {
+            return;
+        };
+        if m.anchor != anchor {
+            return;
+        }
+        let b = m
+            .budget_at(sides, now)
+            .widened(Part::Read, crate::core::time::Nanos(mismatch as i128));
+        let halves = b.halves();
+        let sum: f64 = halves.iter().map(|(_, v)| v).sum();
+        let negative = halves.iter().any(|&(k, v)| k != "agreement" && v < 0.0);
+        if negative || !b.consistent || (sum - eps as f64).abs() > BUDGET_SLACK_NS {
+            self.stats.budget_mismatches += 1;
+        }
+        self.stats.budget_checks += 1;
     }
 
     /// Half-width of the fault-tolerant hull of each source's freshest sample

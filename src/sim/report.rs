@@ -53,6 +53,10 @@ pub struct Report {
     pub fast_only_violations: u64,
     /// Segment reads that failed other than for want of a model.
     pub read_errors: u64,
+    /// Checks of the ε budget's sum against the half-width read.
+    pub budget_checks: u64,
+    /// Of those, how many did not add up (or had a negative part).
+    pub budget_mismatches: u64,
     /// Outside the assumptions: whether every seed detected the fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detected: Option<bool>,
@@ -111,6 +115,8 @@ pub fn report(sc: &Scenario, runs: &[RunStats]) -> Report {
         refused_suspended: runs.iter().map(|r| r.refused_suspended).sum(),
         fast_only_violations: runs.iter().map(|r| r.fast_only_violations).sum(),
         read_errors: runs.iter().map(|r| r.read_errors).sum(),
+        budget_checks: runs.iter().map(|r| r.budget_checks).sum(),
+        budget_mismatches: runs.iter().map(|r| r.budget_mismatches).sum(),
         detected: outside.then(|| runs.iter().all(|r| r.detection_delay_ns.is_some())),
         worst_detection_delay_ns: if outside {
             runs.iter().filter_map(|r| r.detection_delay_ns).max()

@@ -366,4 +366,8 @@ pub struct RunStats {
     /// Segment reads that failed other than for want of a model (mid-write,
     /// unrepresentable).
     pub read_errors: u64,
+    /// Checks of the ε budget against the half-width read.
+    pub budget_checks: u64,
+    /// Of those, how many did not add up (or had a negative part).
+    pub budget_mismatches: u64,
 }

@@ -308,3 +308,22 @@ pub fn vmclock_agent(
     );
     (servers, pages, page, agent, http)
 }
+
+/// `/v1/status`'s `epsilon_budget`, after checking its parts add up to
+/// `epsilon_ns` (the reader's fixed-point form and rounding: a few ns).
+pub fn budget_adds_up(status: &serde_json::Value) -> serde_json::Value {
+    let b = &status["epsilon_budget"];
+    let eps = status["epsilon_ns"].as_i64().expect("an interval") as f64;
+    let parts = b.as_object().expect("a budget with an interval");
+    let sum: f64 = parts
+        .iter()
+        .filter(|(k, _)| k.ends_with("_ns"))
+        .map(|(_, v)| v.as_f64().unwrap())
+        .sum();
+    assert!(parts.len() >= 12, "{b}");
+    assert!(
+        (sum - eps).abs() <= 6.0,
+        "parts add to {sum}, epsilon {eps}: {b}"
+    );
+    b.clone()
+}

@@ -17,6 +17,7 @@
 //! Every term is rounded outward. No term assumes a symmetric path.
 
 use super::packet::{log2_to_nanos_ceil, Packet};
+use crate::core::budget::{Part, Parts};
 use crate::core::sample::Sample;
 use crate::core::time::{rate_spread_ceil, Interval, Nanos, Rate, RefTime, Steady};
 
@@ -89,25 +90,36 @@ pub fn sample_from_exchange(
     }
     let since_ref = Nanos((t3 - reftime).0.max(0));
     let lambda = p.root_distance();
-    let e_lo = lambda + rho_s + rate_spread_ceil(params.server_dispersion_rate, since_ref);
+    let dispersion_ageing = rate_spread_ceil(params.server_dispersion_rate, since_ref);
+    let e_lo = lambda + rho_s + dispersion_ageing;
     // hold was measured by the server and may be fuzzed by up to 2*rho_s; the
     // fuzz on t3 itself is already in e_lo, the one on t2 is added here.
-    let e_hi = e_lo
-        + delay
-        + rho_s
-        + params.local_precision
-        + rate_spread_ceil(params.local_rate_bound, rtt)
-        + Nanos(1); // t3 was floored to the nanosecond
+    let local_rate = rate_spread_ceil(params.local_rate_bound, rtt);
+    let e_hi = e_lo + delay + rho_s + params.local_precision + local_rate + Nanos(1); // t3 was floored to the nanosecond
     let bound = Interval {
         lo: t3 - e_lo - params.local_precision,
         hi: t3 + e_hi,
     };
+    // The same terms, named, for the ε budget (both ends centred on t3).
+    let common = Parts::default()
+        .with(Part::RootDistance, lambda)
+        .with(Part::RootDispersionAgeing, dispersion_ageing)
+        .with(Part::LocalPrecision, params.local_precision);
+    let lo_parts = common.with(Part::ServerPrecision, rho_s);
+    let hi_parts = common
+        .with(Part::ServerPrecision, rho_s + rho_s)
+        .with(Part::NetworkDelay, delay)
+        .with(Part::LocalRate, local_rate)
+        .with(Part::Rounding, Nanos(1));
     Ok(Sample {
         at: t4,
         bound,
         leap: p.leap,
         delay: Some(delay),
         root_distance: Some(lambda),
+        centre: t3,
+        lo_parts,
+        hi_parts,
     })
 }
 
@@ -151,6 +163,35 @@ mod tests {
             assert!(s.bound.contains(truth_at_t4), "out {out_us} us: {s:?}");
             assert!(s.bound.width() < Nanos::from_micros(1_010));
         }
+    }
+
+    #[test]
+    fn the_bound_is_its_named_terms_around_t3() {
+        use crate::core::budget::{Part, Sides};
+        use crate::core::source::SourceId;
+        let params = SampleParams::default();
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let mut p = reply(t, t + Nanos::from_micros(10));
+        p.reference = NtpTimestamp::from_ref(t - Nanos::from_secs(100));
+        p.root_delay = 1 << 10; // 1/64 s in 16.16 seconds
+        let s = sample_from_exchange(&p, Steady(0), Steady(1_000_000), t, &params).unwrap();
+        let b = Sides::of(SourceId(0), s.centre, s.lo_parts, s.hi_parts).of_bound(s.bound);
+        assert!(b.consistent, "{s:?}");
+        assert_eq!(b.agreement_twice, Nanos(0));
+        assert_eq!(s.centre, p.transmit.to_ref_floor(t));
+        // The round trip less the hold (t2, t3 floored apart) is on the
+        // upper side only.
+        let hold = p.transmit.to_ref_floor(t) - p.receive.to_ref_floor(t);
+        assert_eq!(
+            s.hi_parts.get(Part::NetworkDelay),
+            (Nanos(1_000_000) - hold).0 as i64
+        );
+        assert_eq!(s.lo_parts.get(Part::NetworkDelay), 0);
+        // 100 s at 15 ppm on both sides; root delay / 2 on both sides.
+        // (the stamps are floored to the ns, the ageing rounded up).
+        let aged = s.lo_parts.get(Part::RootDispersionAgeing);
+        assert!((1_500_000..=1_500_001).contains(&aged), "{aged}");
+        assert_eq!(s.hi_parts.get(Part::RootDistance), 7_812_500);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 use super::exchange::{sample_from_exchange, SampleError, SampleParams};
 use super::packet::NtpTimestamp;
 use super::packet::{parse_reply, KissCode, Packet, ReplyError, HEADER_LEN};
+use crate::core::budget::Part;
 use crate::core::poll::{PollConfig, Poller};
 use crate::core::sample::Sample;
 use crate::core::stamps::{receive_instant, send_instant, RxStamps, SentStamps, StampFallback};
@@ -378,10 +379,7 @@ impl NtpSource {
                         .max(0),
                 );
                 let slack = rate_spread_ceil(INTERLEAVED_HOLD_RATE, hold);
-                Sample {
-                    bound: s.bound.widen(slack, slack),
-                    ..s
-                }
+                s.widen(Part::RootDispersionAgeing, slack, slack)
             }
             None => {
                 if interleaved.is_some() {
