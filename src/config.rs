@@ -70,6 +70,12 @@ pub struct ServerConfig {
     /// the bound.
     #[serde(default)]
     pub dispersion_aged_by_server: bool,
+    /// An NTS server (RFC 8915): `address` is its key-exchange server
+    /// (`host[:port]`, port 4460 by default); the NTP server and port come
+    /// from the key exchange (the same host and port 123 unless it names
+    /// others), and every reply is authenticated.
+    #[serde(default)]
+    pub nts: bool,
 }
 
 /// Oscillator assumptions (docs/model.md, "Rate and ageing").
@@ -149,6 +155,9 @@ pub struct FileConfig {
     /// The hypervisor's VMClock page, watched for its disruption marker
     /// (default `/dev/vmclock0` when it exists).
     pub vmclock_path: Option<PathBuf>,
+    /// A PEM bundle of CA certificates trusted for NTS key exchanges, in
+    /// addition to the system store.
+    pub nts_ca_file: Option<PathBuf>,
     /// Oscillator assumptions.
     #[serde(default)]
     pub assumptions: AssumptionsConfig,
@@ -201,7 +210,11 @@ impl FileConfig {
             message: e.to_string().trim_end().to_owned(),
         })?;
         for s in &mut cfg.server {
-            s.address = with_default_port(&s.address);
+            s.address = if s.nts {
+                with_port(&s.address, NTS_KE_PORT)
+            } else {
+                with_default_port(&s.address)
+            };
         }
         if let Some(l) = &cfg.listen {
             listen_address(l)?;
@@ -317,10 +330,7 @@ impl FileConfig {
         e.sources = self
             .server
             .iter()
-            .map(|s| SourceConfig::Ntp {
-                dispersion_aged_by_server: s.dispersion_aged_by_server,
-                public_pool: is_public_pool(&s.address),
-            })
+            .map(|s| source_config(&s.address, s.dispersion_aged_by_server, s.nts))
             .collect();
         let a = &self.assumptions;
         e.assumptions.phi_hw = ppm(a.max_frequency_error_ppm);
@@ -369,21 +379,43 @@ pub fn listen_address(a: &str) -> Result<std::net::SocketAddr, ConfigError> {
     })
 }
 
+/// The port of an NTS key-exchange server that names none.
+pub const NTS_KE_PORT: u16 = 4460;
+
+/// What kind of source a configured server is.
+pub fn source_config(address: &str, dispersion_aged_by_server: bool, nts: bool) -> SourceConfig {
+    if nts {
+        SourceConfig::Nts {
+            dispersion_aged_by_server,
+        }
+    } else {
+        SourceConfig::Ntp {
+            dispersion_aged_by_server,
+            public_pool: is_public_pool(address),
+        }
+    }
+}
+
 /// `a` with the NTP port (123) added when it names none: `time.example`
 /// and `192.0.2.1` become `…:123`, a bare IPv6 address `[…]:123`.
 pub fn with_default_port(a: &str) -> String {
+    with_port(a, 123)
+}
+
+/// `a` with `port` added when it names none.
+pub fn with_port(a: &str, port: u16) -> String {
     let a = a.trim();
     if a.starts_with('[') {
         if a.contains("]:") {
             a.to_owned()
         } else {
-            format!("{a}:123")
+            format!("{a}:{port}")
         }
     } else {
         match a.matches(':').count() {
-            0 => format!("{a}:123"),
+            0 => format!("{a}:{port}"),
             1 => a.to_owned(),
-            _ => format!("[{a}]:123"),
+            _ => format!("[{a}]:{port}"),
         }
     }
 }
@@ -492,6 +524,51 @@ mod tests {
             })
             .collect();
         assert_eq!(pools, [true, false]);
+    }
+
+    #[test]
+    fn nts_servers_default_to_port_4460_and_become_nts_sources() {
+        let cfg = FileConfig::parse(
+            "nts_ca_file = \"/etc/skewd/ca.pem\"\n[[server]]\naddress = \"time.cloudflare.com\"\nnts = true\n[[server]]\naddress = \"[2001:db8::1]\"\nnts = true\ndispersion_aged_by_server = true\n[[server]]\naddress = \"ntp.example\"\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let addrs: Vec<&str> = cfg.server.iter().map(|s| s.address.as_str()).collect();
+        assert_eq!(
+            addrs,
+            [
+                "time.cloudflare.com:4460",
+                "[2001:db8::1]:4460",
+                "ntp.example:123"
+            ]
+        );
+        assert_eq!(
+            cfg.nts_ca_file.as_deref(),
+            Some(Path::new("/etc/skewd/ca.pem"))
+        );
+        assert_eq!(
+            cfg.engine_config().sources,
+            [
+                SourceConfig::Nts {
+                    dispersion_aged_by_server: false
+                },
+                SourceConfig::Nts {
+                    dispersion_aged_by_server: true
+                },
+                SourceConfig::Ntp {
+                    dispersion_aged_by_server: false,
+                    public_pool: false
+                },
+            ]
+        );
+        let e = FileConfig::parse("[[server]]\naddress = \"a\"\nnts = 1\n", Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        let e = FileConfig::parse("nts_ca = \"x\"\n", Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nts_ca"), "{e}");
     }
 
     #[test]

@@ -349,6 +349,10 @@ struct SourceJson {
     /// is seen to age its dispersion itself and is not declared).
     declaring_would_narrow_ns: Option<i64>,
     duplicate_of: Option<String>,
+    /// Its samples are authenticated (an NTS source that answers).
+    authenticated: bool,
+    /// NTS: cookies, key exchanges, authentication failures (null: not NTS).
+    nts: Option<serde_json::Value>,
 }
 
 fn ns(n: crate::core::time::Nanos) -> i64 {
@@ -419,6 +423,8 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
                 .map(ns),
             poll_interval_s: v.report.poll.0 as f64 / 1e9,
             duplicate_of: v.duplicate_of.clone(),
+            authenticated: v.report.nts.is_some_and(|n| n.authenticated),
+            nts: v.report.nts.map(|n| crate::daemon::nts::status_json(&n)),
         })
         .collect();
     let model = p.model.as_ref();

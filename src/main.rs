@@ -52,6 +52,15 @@ enum Cmd {
         /// [default: the config's [[server]]s, else the public pool]
         #[arg(long = "server", value_name = "HOST:PORT")]
         servers: Vec<String>,
+        /// NTS (authenticated NTP) server: its key-exchange HOST[:PORT]
+        /// (repeatable; port 4460 by default). With --server, replaces the
+        /// config's servers too.
+        #[arg(long = "nts-server", value_name = "HOST:PORT")]
+        nts_servers: Vec<String>,
+        /// PEM CA certificates trusted for NTS key exchanges, besides the
+        /// system store [default: `nts_ca_file` from the config]
+        #[arg(long, value_name = "FILE")]
+        nts_ca_file: Option<PathBuf>,
         /// HTTP listen address (the interval API, the status page, metrics)
         /// [default: `listen` from the config, else 127.0.0.1:9469]
         #[arg(long, value_name = "ADDR:PORT")]
@@ -265,6 +274,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::CheckConfig { .. } => unreachable!("handled above"),
         Cmd::Run {
             servers,
+            nts_servers,
+            nts_ca_file,
             listen,
             shm,
             state_dir,
@@ -289,15 +300,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if vmclock.is_some() {
                 file.vmclock_path = vmclock;
             }
-            let flagged = !servers.is_empty();
+            let flagged = !servers.is_empty() || !nts_servers.is_empty();
             let mut opts = RunOptions::from_parts(
                 file,
-                servers,
-                listen,
-                metrics_listen,
-                shm,
-                state_dir,
-                poll,
+                skewd::daemon::options::Flags {
+                    servers,
+                    nts_servers,
+                    nts_ca_file,
+                    listen,
+                    metrics_listen,
+                    shm,
+                    state_dir,
+                    poll,
+                },
             )?;
             if servers_age_dispersion {
                 if !flagged {
@@ -441,6 +456,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `skewd check-config FILE`.
 fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let cfg = FileConfig::load(file)?;
+    let nts = cfg.server.iter().filter(|s| s.nts).count();
+    if nts > 0 {
+        // The same check `run` makes before it starts.
+        skewd::daemon::nts::roots(cfg.nts_ca_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("{}: {nts} NTS server(s) but {e}", file.display()))?;
+    }
     let e = cfg.engine_config();
     println!(
         "{}: ok ({} servers, poll {} s, phi_hw {} ppm, D {} ppb/s)",
@@ -451,6 +472,14 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         e.assumptions.wander.0 as f64 / 1e3
     );
     println!("{}", skewd::config::tolerance(cfg.server.len()));
+    if nts > 0 {
+        println!(
+            "{nts} NTS server(s), authenticated; trusted CAs: the system store{}",
+            cfg.nts_ca_file
+                .as_ref()
+                .map_or(String::new(), |p| format!(" and {}", p.display()))
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -568,8 +597,8 @@ fn print_status(body: &str) -> anyhow::Result<()> {
     print_budget(&v["epsilon_budget"]);
     println!();
     println!(
-        "{:<28} {:<12} {:>5} {:>22} {:>10} {:>11}",
-        "SOURCE", "STATE", "REACH", "SRC−SKEWD ± HW ms", "DELAY ms", "ROOTDIST ms"
+        "{:<28} {:<12} {:<4} {:>5} {:>22} {:>10} {:>11}",
+        "SOURCE", "STATE", "AUTH", "REACH", "SRC−SKEWD ± HW ms", "DELAY ms", "ROOTDIST ms"
     );
     for s in v["sources"].as_array().into_iter().flatten() {
         let off = match (s["offset_ns"].as_f64(), s["offset_half_width_ns"].as_f64()) {
@@ -577,15 +606,40 @@ fn print_status(body: &str) -> anyhow::Result<()> {
             (Some(o), None) => format!("{:+.3}", o / 1e6),
             _ => "-".into(),
         };
+        // nts: authenticated NTS; NTS!: NTS but nothing authenticated now.
+        let auth = match (s["nts"].is_object(), s["authenticated"] == true) {
+            (true, true) => "nts",
+            (true, false) => "NTS!",
+            _ => "-",
+        };
         println!(
-            "{:<28} {:<12} {:>5o} {:>22} {:>10} {:>11}",
+            "{:<28} {:<12} {:<4} {:>5o} {:>22} {:>10} {:>11}",
             s["name"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?"),
+            auth,
             s["reach"].as_u64().unwrap_or(0),
             off,
             ms(&s["delay_ns"]),
             ms(&s["root_distance_ns"]),
         );
+    }
+    for s in v["sources"].as_array().into_iter().flatten() {
+        let n = &s["nts"];
+        if n.is_object() {
+            println!(
+                "nts: {} ({}): {} cookies, {} key exchanges ({} failed{}), {} authentication failures, {} NAKs",
+                s["name"].as_str().unwrap_or("?"),
+                s["address"].as_str().unwrap_or("no NTP address yet"),
+                n["cookies"],
+                n["key_exchanges"],
+                n["key_exchange_failures"],
+                n["last_key_exchange_failure"]
+                    .as_str()
+                    .map_or(String::new(), |w| format!("; last: {w}")),
+                n["authentication_failures"],
+                n["naks"],
+            );
+        }
     }
     // Hints, never applied: servers seen to age their own root dispersion.
     for s in v["sources"].as_array().into_iter().flatten() {
@@ -605,6 +659,9 @@ fn print_status(body: &str) -> anyhow::Result<()> {
     println!();
     println!("OFFSET is the source minus skewd's centre: positive means the source is ahead");
     println!("(chronyc shows the opposite sign); HW is half the width of its latest sample.");
+    println!(
+        "AUTH: nts = authenticated (NTS); NTS! = NTS, nothing authenticated now; - = plain NTP."
+    );
     Ok(())
 }
 

@@ -193,6 +193,60 @@ pub fn render(snap: &Snapshot, now: Steady, http: Option<&crate::serve::Counts>)
             })
             .collect(),
     );
+    family(
+        &mut reg,
+        "skewd_source_authenticated",
+        "1 if the source's samples are authenticated (an NTS source that answers), 0 if not",
+        src(&|s| {
+            Some(f64::from(u8::from(
+                s.report.nts.is_some_and(|n| n.authenticated),
+            )))
+        }),
+    );
+    let nts: Vec<(&SourceView, crate::core::nts::NtsReport)> = snap
+        .sources
+        .iter()
+        .filter_map(|s| Some((s, s.report.nts?)))
+        .collect();
+    if !nts.is_empty() {
+        let label = |s: &SourceView| vec![("source", s.name.clone())];
+        family(
+            &mut reg,
+            "skewd_nts_cookies",
+            "NTS cookies held by the source (each request spends one; eight are kept)",
+            nts.iter()
+                .map(|(s, n)| (label(s), f64::from(n.cookies)))
+                .collect(),
+        );
+        counter_family(
+            &mut reg,
+            "skewd_nts_key_exchanges",
+            "NTS key exchanges by outcome",
+            nts.iter()
+                .flat_map(|(s, n)| {
+                    [("ok", n.key_exchanges), ("failed", n.key_exchange_failures)].map(
+                        |(result, v)| {
+                            let mut l = label(s);
+                            l.push(("result", result.to_owned()));
+                            (l, v)
+                        },
+                    )
+                })
+                .collect(),
+        );
+        counter_family(
+            &mut reg,
+            "skewd_nts_authentication_failures",
+            "Replies that answered our request but did not authenticate (altered or forged): never used",
+            nts.iter().map(|(s, n)| (label(s), n.auth_failures)).collect(),
+        );
+        counter_family(
+            &mut reg,
+            "skewd_nts_naks",
+            "NTS NAKs (the server refused a cookie; a new key exchange follows unless an authentic reply does)",
+            nts.iter().map(|(s, n)| (label(s), n.naks)).collect(),
+        );
+    }
     counter(
         &mut reg,
         "skewd_clock_steps",

@@ -29,8 +29,9 @@ pub struct Incoming {
     pub slot: usize,
     /// Socket generation (replies from a replaced socket are dropped).
     pub generation: u64,
-    /// The bytes (up to 128 are kept; NTP needs 48).
-    pub bytes: [u8; 128],
+    /// The bytes (NTP needs 48; an NTS reply with eight cookies about a
+    /// thousand).
+    pub bytes: Vec<u8>,
     /// How many bytes arrived.
     pub len: usize,
     /// Steady instant read right after `recv()` returned.
@@ -49,6 +50,10 @@ pub struct Incoming {
 /// [`TX_ID_UNKNOWN`] after a failed send (which may or may not have used
 /// one) until the next stamp says.
 const TX_ID_UNKNOWN: u32 = u32::MAX;
+
+/// The longest datagram read whole (longer ones are cut and refused by
+/// the core): an NTS reply with eight cookies fits several times.
+const MAX_DATAGRAM: usize = 4096;
 
 /// One configured server and its socket.
 #[derive(Debug)]
@@ -83,6 +88,9 @@ pub struct Slot {
     /// slots: this one stays unresolved (a server in two slots would spend
     /// two of the f tolerated faults).
     pub duplicate_of: Option<String>,
+    /// An NTS source: `name` is its key-exchange server; `address` is the
+    /// NTP server the key exchange named.
+    pub nts: bool,
 }
 
 impl Drop for Slot {
@@ -139,6 +147,7 @@ impl Slot {
             resolving: false,
             failures: 0,
             duplicate_of: None,
+            nts: false,
         }
     }
 
@@ -188,7 +197,7 @@ impl Slot {
         let generation = self.generation;
         let rx_sock = sock.clone();
         self.task = Some(tokio::spawn(async move {
-            let mut buf = [0u8; 128];
+            let mut buf = [0u8; MAX_DATAGRAM];
             let mut sent_kernel = None;
             loop {
                 let got = if stamps {
@@ -225,7 +234,7 @@ impl Slot {
                         let msg = Incoming {
                             slot,
                             generation,
-                            bytes: buf,
+                            bytes: buf[..len].to_vec(),
                             len,
                             received_at,
                             kernel_stamp,

@@ -816,6 +816,7 @@ mod tests {
                     dispersion_ages_itself: None,
                     dispersion_ageing_added: None,
                     declared_aged: false,
+                    nts: None,
                 },
             })
             .collect();

@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -79,24 +78,7 @@ fn live_metrics_pass_promtool_and_name_the_contract() {
         "liar labelled: {text}"
     );
     assert!(text.contains("result=\"ok\""));
-    if !need("promtool") {
-        return;
-    }
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_metrics(&text);
 }
 
 /// Every alert has a `runbook_url` whose section exists in

@@ -129,6 +129,20 @@ pub enum Action {
         /// The source.
         source: SourceId,
     },
+    /// Run an NTS key exchange with NTS source `source`'s key-exchange
+    /// server: TLS 1.3 with ALPN `ntske/1`, send `request`, read the
+    /// response records, export the keys; then report with
+    /// [`Engine::handle_key_exchange`] and this `id` (always, success or
+    /// failure).
+    #[cfg(feature = "nts")]
+    KeyExchange {
+        /// The source.
+        source: SourceId,
+        /// Which exchange (a result for another one is ignored).
+        id: u64,
+        /// The request records.
+        request: Vec<u8>,
+    },
     /// Call `handle_timer` at this instant.
     WakeAt(Steady),
     /// Publish this: write it to the segment, show it to operators.
@@ -251,10 +265,7 @@ impl Engine {
 
     /// The earliest deadline of any source.
     pub fn poll_timeout(&self) -> Option<Steady> {
-        self.records
-            .iter()
-            .filter_map(|r| r.poller().deadline())
-            .min()
+        self.records.iter().filter_map(|r| r.deadline()).min()
     }
 
     /// The era pivot for a sample taken at `at`: the published model's UTC
@@ -276,7 +287,7 @@ impl Engine {
     pub fn handle_timer(&mut self, now: Steady, nonce: &mut dyn FnMut() -> u64) -> Vec<Action> {
         let mut out = Vec::new();
         for r in &mut self.records {
-            if r.poller().deadline().is_none_or(|d| d > now) {
+            if r.deadline().is_none_or(|d| d > now) {
                 continue;
             }
             match &mut r.kind {
@@ -293,32 +304,67 @@ impl Engine {
                         out.push(Action::Read { source: r.id });
                     }
                 }
+                #[cfg(feature = "nts")]
+                Kind::Nts(s) => {
+                    let t = s.handle_timer(now, nonce);
+                    if let Some((id, request)) = t.key_exchange {
+                        out.push(Action::KeyExchange {
+                            source: r.id,
+                            id,
+                            request,
+                        });
+                    }
+                    if let Some(packet) = t.send {
+                        out.push(Action::Send {
+                            source: r.id,
+                            packet,
+                        });
+                    }
+                }
             }
         }
         self.wake(&mut out);
         out
     }
 
-    fn ntp(&mut self, id: SourceId) -> Option<&mut super::ntp::NtpSource> {
-        match &mut self.records.get_mut(id.0)?.kind {
-            Kind::Ntp(s) => Some(s),
-            Kind::Direct(_) => None,
-        }
-    }
-
     /// The shell sent `source`'s request, reading `stamps` around `send()`.
     pub fn handle_sent(&mut self, source: SourceId, stamps: SentStamps) {
-        if let Some(s) = self.ntp(source) {
-            s.handle_sent(stamps);
+        match self.records.get_mut(source.0).map(|r| &mut r.kind) {
+            Some(Kind::Ntp(s)) => s.handle_sent(stamps),
+            #[cfg(feature = "nts")]
+            Some(Kind::Nts(s)) => s.handle_sent(stamps),
+            _ => {}
         }
     }
 
     /// The shell could not send `source`'s request (no address yet, or the
     /// socket refused it).
     pub fn send_failed(&mut self, source: SourceId) {
-        if let Some(s) = self.ntp(source) {
-            s.send_failed();
+        match self.records.get_mut(source.0).map(|r| &mut r.kind) {
+            Some(Kind::Ntp(s)) => s.send_failed(),
+            #[cfg(feature = "nts")]
+            Some(Kind::Nts(s)) => s.send_failed(),
+            _ => {}
         }
+    }
+
+    /// The shell ran key exchange `id` of NTS source `source` at `now`,
+    /// which gave `result`; when to wake next (a poll that waited for the
+    /// keys goes out at once).
+    #[cfg(feature = "nts")]
+    pub fn handle_key_exchange(
+        &mut self,
+        source: SourceId,
+        id: u64,
+        now: Steady,
+        result: Result<super::nts::KeOutcome, super::nts::KeFailure>,
+    ) -> Vec<Action> {
+        if let Some(Kind::Nts(s)) = self.records.get_mut(source.0).map(|r| &mut r.kind) {
+            s.handle_key_exchange(id, now, result);
+        }
+        let mut out = Vec::new();
+        self.wake(&mut out);
+        out
     }
 
     /// A datagram from NTP source `source`, with what the shell read around
@@ -341,17 +387,16 @@ impl Engine {
         let Some(r) = self.records.get_mut(source.0) else {
             return Err(Rejected::Unexpected);
         };
-        if let SourceConfig::Ntp {
-            dispersion_aged_by_server: true,
-            ..
-        } = r.cfg
-        {
+        if r.cfg.dispersion_aged_by_server() {
             params.server_dispersion_rate = Rate(0);
         }
-        let Kind::Ntp(s) = &mut r.kind else {
-            return Err(Rejected::Unexpected);
+        let sample = match &mut r.kind {
+            Kind::Ntp(s) => s.handle_reply(bytes, rx, pivot, &params)?,
+            // Authenticated first: a forged reply never gets further.
+            #[cfg(feature = "nts")]
+            Kind::Nts(s) => s.handle_reply(bytes, rx, pivot, &params)?,
+            Kind::Direct(_) => return Err(Rejected::Unexpected),
         };
-        let sample = s.handle_reply(bytes, rx, pivot, &params)?;
         // An interleaved reply completes the previous exchange: its sample
         // is a poll old, the round is now.
         Ok(self.accept(source, sample, rx.at))

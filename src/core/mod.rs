@@ -5,8 +5,9 @@
 //! simulator can drive it through simulated days in milliseconds.
 //!
 //! - Source kinds produce [`sample::Sample`]s: [`ntp`] (packet codec, one
-//!   exchange's bound, a server's request/reply machine) and [`direct`] (a
-//!   one-way source that yields a bound), on the shared [`poll`] schedule,
+//!   exchange's bound, a server's request/reply machine), `nts` (feature
+//!   `nts`: NTP authenticated by RFC 8915, wrapping the NTP machine) and
+//!   [`direct`] (a one-way source that yields a bound), on the shared [`poll`] schedule,
 //!   in one [`source::Record`] per configured slot.
 //! - [`filter`], [`select`], [`estimator`] and [`leap`] take samples.
 //! - [`engine`] ties them together and decides what local clock events
@@ -24,6 +25,8 @@ pub mod leap;
 pub mod local;
 pub mod model;
 pub mod ntp;
+#[cfg(feature = "nts")]
+pub mod nts;
 pub mod poll;
 pub mod publish;
 pub mod read;

@@ -31,6 +31,30 @@ pub enum SourceConfig {
     },
     /// A one-way source the shell reads when asked (see [`crate::core::direct`]).
     Direct,
+    /// An NTS server (RFC 8915): NTP whose replies are authenticated with
+    /// keys from a key exchange the shell runs when asked.
+    #[cfg(feature = "nts")]
+    Nts {
+        /// As for [`SourceConfig::Ntp`].
+        dispersion_aged_by_server: bool,
+    },
+}
+
+impl SourceConfig {
+    /// The operator declared that the server ages its root dispersion.
+    pub fn dispersion_aged_by_server(&self) -> bool {
+        match *self {
+            SourceConfig::Ntp {
+                dispersion_aged_by_server,
+                ..
+            } => dispersion_aged_by_server,
+            #[cfg(feature = "nts")]
+            SourceConfig::Nts {
+                dispersion_aged_by_server,
+            } => dispersion_aged_by_server,
+            SourceConfig::Direct => false,
+        }
+    }
 }
 
 impl Default for SourceConfig {
@@ -53,6 +77,9 @@ pub enum Kind {
     Ntp(NtpSource),
     /// A one-way source.
     Direct(DirectSource),
+    /// An NTS server.
+    #[cfg(feature = "nts")]
+    Nts(crate::core::nts::NtsSource),
 }
 
 /// How a source stands, for `/v1/status` and metrics.
@@ -114,6 +141,9 @@ pub struct SourceReport {
     pub dispersion_ageing_added: Option<Nanos>,
     /// NTP: the operator declared `dispersion_aged_by_server`.
     pub declared_aged: bool,
+    /// NTS: authentication, cookies and key exchanges (`None`: not NTS).
+    #[cfg(feature = "nts")]
+    pub nts: Option<crate::core::nts::NtsReport>,
 }
 
 /// One configured source.
@@ -157,6 +187,13 @@ impl Record {
                         .with_follow_ups(dispersion_aged_by_server),
                 ),
                 SourceConfig::Direct => Kind::Direct(DirectSource::new(poll, start)),
+                #[cfg(feature = "nts")]
+                SourceConfig::Nts {
+                    dispersion_aged_by_server,
+                } => Kind::Nts(crate::core::nts::NtsSource::new(poll, start).with_ntp(|n| {
+                    n.with_interleaved(true)
+                        .with_follow_ups(dispersion_aged_by_server)
+                })),
             },
             filter: Filter::default(),
             falseticker: false,
@@ -170,6 +207,8 @@ impl Record {
         match &self.kind {
             Kind::Ntp(s) => s.poller(),
             Kind::Direct(s) => s.poller(),
+            #[cfg(feature = "nts")]
+            Kind::Nts(s) => s.poller(),
         }
     }
 
@@ -178,6 +217,27 @@ impl Record {
         match &mut self.kind {
             Kind::Ntp(s) => s.poller_mut(),
             Kind::Direct(s) => s.poller_mut(),
+            #[cfg(feature = "nts")]
+            Kind::Nts(s) => s.poller_mut(),
+        }
+    }
+
+    /// When it next needs the timer (`None`: never again).
+    pub fn deadline(&self) -> Option<Steady> {
+        match &self.kind {
+            #[cfg(feature = "nts")]
+            Kind::Nts(s) => s.deadline(),
+            _ => self.poller().deadline(),
+        }
+    }
+
+    /// The NTP machine of an NTP or NTS source.
+    pub fn ntp(&self) -> Option<&NtpSource> {
+        match &self.kind {
+            Kind::Ntp(s) => Some(s),
+            Kind::Direct(_) => None,
+            #[cfg(feature = "nts")]
+            Kind::Nts(s) => Some(s.ntp()),
         }
     }
 
@@ -187,6 +247,8 @@ impl Record {
         match &mut self.kind {
             Kind::Ntp(s) => s.cancel(),
             Kind::Direct(s) => s.poller_mut().cancel(),
+            #[cfg(feature = "nts")]
+            Kind::Nts(s) => s.cancel(),
         }
     }
 
@@ -198,10 +260,9 @@ impl Record {
             let m = model?.interval_at(l.at).interval;
             Some(centre(l.bound) - centre(m))
         });
-        let refused = match &self.kind {
-            Kind::Ntp(s) => s.stopped_by().is_some() || (s.last_error.is_some() && p.reach() == 0),
-            Kind::Direct(_) => false,
-        };
+        let refused = self.ntp().is_some_and(|s| {
+            s.stopped_by().is_some() || (s.last_error.is_some() && p.reach() == 0)
+        });
         let state = if refused {
             SourceState::Invalid
         } else if latest.is_none() || p.reach() == 0 {
@@ -223,21 +284,14 @@ impl Record {
             root_distance: latest.and_then(|l| l.root_distance),
             counters: p.counters,
             poll: p.interval(),
-            dispersion_ages_itself: match &self.kind {
-                Kind::Ntp(s) => s.dispersion.ages_itself(),
-                Kind::Direct(_) => None,
+            dispersion_ages_itself: self.ntp().and_then(|s| s.dispersion.ages_itself()),
+            dispersion_ageing_added: self.ntp().and_then(|s| s.dispersion.ageing_added),
+            declared_aged: self.cfg.dispersion_aged_by_server(),
+            #[cfg(feature = "nts")]
+            nts: match &self.kind {
+                Kind::Nts(s) => Some(s.report()),
+                _ => None,
             },
-            dispersion_ageing_added: match &self.kind {
-                Kind::Ntp(s) => s.dispersion.ageing_added,
-                Kind::Direct(_) => None,
-            },
-            declared_aged: matches!(
-                self.cfg,
-                SourceConfig::Ntp {
-                    dispersion_aged_by_server: true,
-                    ..
-                }
-            ),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod assets;
 pub mod dirs;
 pub mod listen;
 pub mod notify;
+pub mod nts;
 pub mod options;
 pub mod pump;
 pub mod sources;

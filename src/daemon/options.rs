@@ -18,13 +18,41 @@ pub struct VmClockPage {
     pub named: bool,
 }
 
+/// What `skewd run`'s command line says (each `None` or empty: the
+/// config file's, else the default).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--server`: NTP servers.
+    pub servers: Vec<String>,
+    /// `--nts-server`: NTS key-exchange servers.
+    pub nts_servers: Vec<String>,
+    /// `--nts-ca-file`.
+    pub nts_ca_file: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--shm`.
+    pub shm: Option<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--poll`.
+    pub poll: Option<Duration>,
+}
+
 /// Everything `skewd run` needs, after merging flags over the config file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Servers (`host:port`); each is one slot of N.
+    /// Servers (`host:port`); each is one slot of N. For an NTS source,
+    /// its key-exchange server.
     pub servers: Vec<String>,
     /// Per server: it ages its root dispersion itself (config only).
     pub dispersion_aged_by_server: Vec<bool>,
+    /// Per server: an NTS source.
+    pub nts: Vec<bool>,
+    /// The TLS configuration of NTS key exchanges (when any source is NTS):
+    /// its trust anchors were checked before anything started.
+    pub nts_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// The metrics-and-health-only listener, if any.
@@ -49,17 +77,23 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// Merge the config file with flags (flags win).
-    pub fn from_parts(
-        file: FileConfig,
-        servers: Vec<String>,
-        listen: Option<SocketAddr>,
-        metrics_listen: Option<SocketAddr>,
-        shm: Option<PathBuf>,
-        state_dir: Option<PathBuf>,
-        poll: Option<Duration>,
-    ) -> anyhow::Result<RunOptions> {
+    /// Merge the config file with flags (flags win). `--server` and
+    /// `--nts-server` together replace the config's servers.
+    pub fn from_parts(file: FileConfig, flags: Flags) -> anyhow::Result<RunOptions> {
+        let Flags {
+            servers,
+            nts_servers,
+            nts_ca_file,
+            listen,
+            metrics_listen,
+            shm,
+            state_dir,
+            poll,
+        } = flags;
         let mut file = file;
+        if nts_ca_file.is_some() {
+            file.nts_ca_file = nts_ca_file;
+        }
         if let Some(p) = poll {
             file.poll_interval_s = Some(p.as_secs_f64());
         }
@@ -70,9 +104,16 @@ impl RunOptions {
         if let Some(m) = metrics_listen {
             file.metrics_listen = Some(m.to_string());
         }
+        let mut nts: Vec<bool> = vec![false; servers.len()];
+        nts.resize(servers.len() + nts_servers.len(), true);
         let servers: Vec<String> = servers
             .iter()
             .map(|s| crate::config::with_default_port(s))
+            .chain(
+                nts_servers
+                    .iter()
+                    .map(|s| crate::config::with_port(s, crate::config::NTS_KE_PORT)),
+            )
             .collect();
         for s in &servers {
             crate::config::validate_address(s)?;
@@ -80,6 +121,7 @@ impl RunOptions {
         file.validate()?;
         let from_file = servers.is_empty();
         let mut servers: Vec<String> = if from_file {
+            nts = file.server.iter().map(|s| s.nts).collect();
             file.server.iter().map(|s| s.address.clone()).collect()
         } else {
             servers
@@ -98,7 +140,15 @@ impl RunOptions {
                 DEFAULT_POOL.join(", ")
             );
             servers = DEFAULT_POOL.iter().map(|s| s.to_string()).collect();
+            nts = vec![false; servers.len()];
         }
+        // An NTS source without usable trust anchors is refused here,
+        // before anything starts.
+        let nts_tls = if nts.iter().any(|n| *n) {
+            Some(super::nts::client_config(file.nts_ca_file.as_deref())?)
+        } else {
+            None
+        };
         let explicit_dirs = shm.is_some()
             || state_dir.is_some()
             || file.shm_path.is_some()
@@ -136,6 +186,8 @@ impl RunOptions {
         Ok(RunOptions {
             http_hosts,
             dispersion_aged_by_server,
+            nts,
+            nts_tls,
             servers,
             listen,
             metrics_listen,

@@ -12,7 +12,7 @@ use crate::core::engine::{Action, Engine, Event};
 use crate::core::leap::LeapEvent;
 use crate::core::local::{Interruption, LocalReading};
 use crate::core::publish::Publication;
-use crate::core::source::{SourceConfig, SourceId};
+use crate::core::source::SourceId;
 use crate::core::stamps::{ClockPair, RxStamps};
 use crate::core::time::{Nanos, Steady, NS_PER_S};
 use crate::net::Incoming;
@@ -47,7 +47,21 @@ pub struct Pump {
     vmclock_default: bool,
     /// What was last logged (transitions are logged once).
     seen: Seen,
+    /// NTS: the TLS configuration of key exchanges, and where their results
+    /// come back.
+    nts_tls: Option<Arc<rustls::ClientConfig>>,
+    ke_tx: mpsc::Sender<KeReport>,
+    ke_rx: Option<mpsc::Receiver<KeReport>>,
+    /// When each source's last authentication failure was warned about.
+    auth_warned: Vec<Option<std::time::Instant>>,
 }
+
+/// A finished NTS key exchange: the source, the exchange's id, its result.
+type KeReport = (
+    SourceId,
+    u64,
+    Result<super::nts::KeDone, super::nts::KeFailed>,
+);
 
 /// The last status, violation count and source states logged.
 #[derive(Debug, Default)]
@@ -93,13 +107,11 @@ impl Pump {
         let now = clock::raw();
         let mut cfg = opts.engine.clone();
         cfg.sources = opts
-            .dispersion_aged_by_server
+            .servers
             .iter()
-            .zip(&opts.servers)
-            .map(|(yes, name)| SourceConfig::Ntp {
-                dispersion_aged_by_server: *yes,
-                public_pool: crate::config::is_public_pool(name),
-            })
+            .zip(&opts.dispersion_aged_by_server)
+            .zip(&opts.nts)
+            .map(|((name, aged), nts)| crate::config::source_config(name, *aged, *nts))
             .collect();
         cfg.fit_to_sources();
         cfg.leap_table = state_files::leap_table(&opts.state_dir);
@@ -120,7 +132,9 @@ impl Pump {
         } else {
             None
         };
-        let (sources, resolved_rx) = Sources::new(&opts.servers, opts.kernel_timestamps, tx);
+        let (sources, resolved_rx) =
+            Sources::new(&opts.servers, &opts.nts, opts.kernel_timestamps, tx);
+        let (ke_tx, ke_rx) = mpsc::channel(64);
         let vmclock_default = opts.vmclock.path == Path::new(crate::shm::vmclock::DEFAULT_PATH);
         let mut shm = shm;
         if let Some(w) = &mut shm {
@@ -145,6 +159,10 @@ impl Pump {
             shm_retry: (!shm_created).then(|| std::time::Instant::now() + SHM_RETRY),
             vmclock_default,
             seen: Seen::default(),
+            nts_tls: opts.nts_tls.clone(),
+            ke_tx,
+            ke_rx: Some(ke_rx),
+            auth_warned: Vec::new(),
         };
         (pump, resolved_rx)
     }
@@ -162,12 +180,100 @@ impl Pump {
                 }
                 // The agent configures no one-way sources (yet): nothing to read.
                 Action::Read { .. } => {}
+                Action::KeyExchange {
+                    source,
+                    id,
+                    request,
+                } => self.start_key_exchange(source, id, request),
                 Action::WakeAt(t) => wake = Some(t),
                 Action::Publish(p) => self.publish(&p),
             }
         }
         self.log_events();
         wake
+    }
+
+    /// A datagram refused: debug, except an NTS reply that answered our
+    /// request but did not authenticate (altered or forged on the path),
+    /// which is warned about, at most once a minute per source (an attacker
+    /// must not be able to flood the log).
+    fn refused(&mut self, slot: usize, e: crate::core::ntp::Rejected) {
+        use crate::core::nts::{NtsError, OpenError};
+        let name = self.sources.name(slot).to_owned();
+        let forged = matches!(
+            e,
+            crate::core::ntp::Rejected::Nts(NtsError::Open(
+                OpenError::Forged | OpenError::NoAuthenticator | OpenError::BadAuthenticator
+            ))
+        );
+        if !forged {
+            tracing::debug!("source {name}: reply refused: {e}");
+            return;
+        }
+        self.auth_warned.resize(slot + 1, None);
+        let now = std::time::Instant::now();
+        if self.auth_warned[slot].is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            self.auth_warned[slot] = Some(now);
+            tracing::warn!(source = %name, "source {name}: an NTS reply failed authentication ({e}): altered or forged on the path; not used (skewd_nts_authentication_failures_total counts them)");
+        }
+    }
+
+    /// Run NTS key exchange `id` of `source` in the background; its result
+    /// comes back to [`Pump::key_exchanged`].
+    fn start_key_exchange(&mut self, source: SourceId, id: u64, request: Vec<u8>) {
+        let name = self.sources.name(source.0).to_owned();
+        let tx = self.ke_tx.clone();
+        let Some(tls) = self.nts_tls.clone() else {
+            // Options refuse NTS sources without TLS: cannot happen.
+            let _ = tx.try_send((
+                source,
+                id,
+                Err((
+                    crate::core::nts::KeFailure::Tls,
+                    "no TLS configuration".into(),
+                )),
+            ));
+            return;
+        };
+        tokio::spawn(async move {
+            let r = super::nts::key_exchange(tls, name, request).await;
+            let _ = tx.send((source, id, r)).await;
+        });
+    }
+
+    /// An NTS key exchange finished: attach the source's socket to the NTP
+    /// server it named (unless another source holds that address), hand
+    /// keys and cookies (or the failure) to the engine.
+    fn key_exchanged(&mut self, (source, id, r): KeReport) -> Option<Steady> {
+        let name = self.sources.name(source.0).to_owned();
+        let result = match r {
+            Ok(done) => {
+                self.sources.resolved(source.0, Ok(done.ntp_addrs.clone()));
+                match self.sources.address(source.0) {
+                    Some(a) if done.ntp_addrs.contains(&a) => {
+                        tracing::info!(
+                            source = %name,
+                            "NTS key exchange with {name}: {} cookies, NTP server {} ({a})",
+                            done.outcome.cookies.len(),
+                            done.ntp_server
+                        );
+                        Ok(done.outcome)
+                    }
+                    _ => {
+                        tracing::warn!(source = %name, "NTS key exchange with {name}: its NTP server {} is unusable here (taken by another source, or no socket)", done.ntp_server);
+                        Err(crate::core::nts::KeFailure::NtpAddress)
+                    }
+                }
+            }
+            Err((kind, why)) => {
+                tracing::warn!(source = %name, "NTS key exchange with {name} failed: {why}");
+                Err(kind)
+            }
+        };
+        let actions = self
+            .engine
+            .handle_key_exchange(source, id, clock::raw(), result);
+        self.perform(actions)
     }
 
     /// Write the publication to the segment and show it to the readers.
@@ -391,6 +497,7 @@ impl Pump {
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut resolve = tokio::time::interval(Duration::from_secs(16));
         resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ke_rx = self.ke_rx.take().expect("the pump runs once");
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(until(wake)) => {
@@ -419,7 +526,12 @@ impl Pump {
                                 wake = Some(w);
                             }
                         }
-                        Err(e) => tracing::debug!("source {}: reply refused: {e}", self.sources.name(msg.slot)),
+                        Err(e) => self.refused(msg.slot, e),
+                    }
+                }
+                Some(report) = ke_rx.recv() => {
+                    if let Some(w) = self.key_exchanged(report) {
+                        wake = Some(w);
                     }
                 }
                 _ = refresh.tick() => self.refresh(),

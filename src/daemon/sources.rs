@@ -23,9 +23,13 @@ pub struct Sources {
 
 impl Sources {
     /// The servers `names`, forwarding datagrams to `tx`; resolutions come
-    /// back on the returned receiver.
+    /// back on the returned receiver. A slot marked in `nts` names an NTS
+    /// key-exchange server: its NTP address comes from the key exchange
+    /// ([`Sources::resolved`] once it is done), never from resolving its
+    /// name.
     pub fn new(
         names: &[String],
+        nts: &[bool],
         kernel_timestamps: bool,
         tx: mpsc::Sender<Incoming>,
     ) -> (Sources, mpsc::Receiver<Resolved>) {
@@ -33,7 +37,12 @@ impl Sources {
         let s = Sources {
             slots: names
                 .iter()
-                .map(|n| Slot::new(n.clone(), kernel_timestamps))
+                .enumerate()
+                .map(|(i, n)| {
+                    let mut slot = Slot::new(n.clone(), kernel_timestamps);
+                    slot.nts = nts.get(i).copied().unwrap_or(false);
+                    slot
+                })
                 .collect(),
             tx,
             resolved_tx,
@@ -54,7 +63,7 @@ impl Sources {
         let now = clock::raw();
         let mut literal = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.resolving {
+            if slot.resolving || slot.nts {
                 continue;
             }
             if only_unreachable {
@@ -165,6 +174,11 @@ impl Sources {
         clock_sets: Option<u64>,
     ) -> Option<SentStamps> {
         self.slots.get_mut(source.0)?.send(packet, clock_sets)
+    }
+
+    /// The slot's address, if attached.
+    pub fn address(&self, i: usize) -> Option<SocketAddr> {
+        self.slots.get(i).and_then(|s| s.address)
     }
 
     /// The slot's name, for logs.

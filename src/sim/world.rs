@@ -319,6 +319,11 @@ impl<'a> World<'a> {
                     }
                 }
                 Action::Read { source } => self.read_direct(x, source),
+                // The simulated world configures no NTS sources (the NTS
+                // machine is tested against its own fake server in
+                // `core::nts`): none is ever asked for.
+                #[cfg(feature = "nts")]
+                Action::KeyExchange { .. } => {}
                 Action::WakeAt(t) => {
                     // One pending wake at a time: the earliest asked for.
                     let t = t.0.max(x);

@@ -5,6 +5,7 @@
 #![allow(missing_docs, reason = "test helpers")]
 
 mod fake;
+mod nts;
 mod peers;
 mod proxy;
 #[allow(
@@ -12,6 +13,11 @@ mod proxy;
     reason = "each test binary uses a subset of the helpers"
 )]
 pub use fake::*;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a subset of the helpers"
+)]
+pub use nts::*;
 #[allow(
     unused_imports,
     reason = "each test binary uses a subset of the helpers"

@@ -36,19 +36,25 @@ pub fn need(tool: &str) -> bool {
 
 /// Start `chronyd -x` (never touches the clock) with `directives`.
 pub fn chronyd(dir: &Path, name: &str, directives: &[String]) -> Guard {
+    chronyd_with(dir, name, &[], directives)
+}
+
+/// [`chronyd`] with extra command-line `flags` (e.g. `-4`).
+pub fn chronyd_with(dir: &Path, name: &str, flags: &[&str], directives: &[String]) -> Guard {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
     let ds = d.display();
-    let mut args: Vec<String> = vec![
+    let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    args.extend([
         "-x".into(),
         "-d".into(),
         "-u".into(),
         "root".into(),
         "-f".into(),
         "/dev/null".into(),
-    ];
+    ]);
     args.extend(directives.iter().cloned());
     args.extend([
         "cmdport 0".to_string(),
@@ -94,6 +100,30 @@ pub fn chrony_servers(dir: &Path, ips: &[&str]) -> (Vec<Guard>, Vec<SocketAddr>)
             (chrony_server(dir, ip, port), addr)
         })
         .unzip()
+}
+
+/// `promtool check metrics` accepts `text` (skipped, or failing under
+/// SKEWD_REQUIRE_PEERS=1, without promtool).
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    if !need("promtool") {
+        return;
+    }
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Wait (up to 20 s each) until every server gives a usable reply.

@@ -17,6 +17,8 @@ pub struct PathFault {
     pub jitter: Duration,
     /// Probability of delivering a datagram twice.
     pub duplicate: f64,
+    /// Rewrite each datagram (an on-path attacker).
+    pub rewrite: Option<fn(&mut [u8])>,
 }
 
 /// A userspace UDP proxy in front of one server (the kernel here has no
@@ -30,8 +32,24 @@ pub struct UdpProxy {
 
 impl UdpProxy {
     pub fn start(ip: &str, upstream: SocketAddr, out: PathFault, back: PathFault) -> UdpProxy {
-        let front = UdpSocket::bind((ip, 0)).expect("proxy front socket");
-        let up = UdpSocket::bind((ip, 0)).expect("proxy upstream socket");
+        UdpProxy::start_at(
+            SocketAddr::new(ip.parse().expect("an IP address"), 0),
+            upstream,
+            out,
+            back,
+        )
+    }
+
+    /// [`UdpProxy::start`] listening on `front` (a port 0: any free one).
+    pub fn start_at(
+        front: SocketAddr,
+        upstream: SocketAddr,
+        out: PathFault,
+        back: PathFault,
+    ) -> UdpProxy {
+        let front = UdpSocket::bind(front).expect("proxy front socket");
+        let up =
+            UdpSocket::bind((front.local_addr().unwrap().ip(), 0)).expect("proxy upstream socket");
         up.connect(upstream).unwrap();
         for s in [&front, &up] {
             s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
@@ -40,9 +58,12 @@ impl UdpProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
         // Deliver `bytes` after the path's delay (once, twice or never).
-        fn deliver(fault: PathFault, bytes: Vec<u8>, send: impl Fn(&[u8]) + Send + 'static) {
+        fn deliver(fault: PathFault, mut bytes: Vec<u8>, send: impl Fn(&[u8]) + Send + 'static) {
             if rand::random::<f64>() < fault.loss {
                 return;
+            }
+            if let Some(rewrite) = fault.rewrite {
+                rewrite(&mut bytes);
             }
             let copies = if rand::random::<f64>() < fault.duplicate {
                 2

@@ -39,6 +39,10 @@ pub enum Rejected {
     /// The timestamps give no bound.
     #[error(transparent)]
     Sample(#[from] SampleError),
+    /// NTS: not an authentic answer to the request in flight.
+    #[cfg(feature = "nts")]
+    #[error(transparent)]
+    Nts(#[from] crate::core::nts::NtsError),
 }
 
 /// The request in flight.
