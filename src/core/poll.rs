@@ -196,12 +196,9 @@ impl Poller {
         })
     }
 
-    /// The timer at `now`: time out what is overdue; `true` when a new
-    /// request is due now (it is then in flight and counted as sent).
-    pub fn on_timer(&mut self, now: Steady) -> bool {
-        if self.stopped {
-            return false;
-        }
+    /// The request in flight, if any, timed out by `now`: it counts as
+    /// missed, and a reply to it is no longer expected.
+    pub fn expire(&mut self, now: Steady) {
         if let Some(asked) = self.outstanding {
             if now >= asked.plus(self.cfg.timeout) {
                 self.outstanding = None;
@@ -209,6 +206,15 @@ impl Poller {
                 self.unreached();
             }
         }
+    }
+
+    /// The timer at `now`: time out what is overdue; `true` when a new
+    /// request is due now (it is then in flight and counted as sent).
+    pub fn on_timer(&mut self, now: Steady) -> bool {
+        if self.stopped {
+            return false;
+        }
+        self.expire(now);
         if now < self.next_send {
             return false;
         }

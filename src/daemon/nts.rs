@@ -14,6 +14,7 @@ use crate::core::nts::{KeFailure, KeOutcome, Key};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,16 +52,30 @@ pub enum CaError {
     NoSystemRoots(String),
 }
 
+/// The largest CA file read.
+const MAX_CA_FILE_LEN: u64 = 16 << 20;
+
 /// The trust anchors: the system store, plus every certificate of
 /// `ca_file`. Refused when `ca_file` is unreadable, empty or invalid, or
 /// when there is none at all.
 pub fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, CaError> {
     let mut store = RootCertStore::empty();
     if let Some(path) = ca_file {
-        let bytes = std::fs::read(path).map_err(|cause| CaError::Read {
-            path: path.to_owned(),
-            cause,
-        })?;
+        // A CA bundle is a few hundred kB at most: read no more than 16 MiB
+        // (a device such as /dev/zero would never end).
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CA_FILE_LEN + 1).read_to_end(&mut bytes))
+            .map_err(|cause| CaError::Read {
+                path: path.to_owned(),
+                cause,
+            })?;
+        if bytes.len() as u64 > MAX_CA_FILE_LEN {
+            return Err(CaError::Invalid {
+                path: path.to_owned(),
+                why: format!("longer than {MAX_CA_FILE_LEN} bytes"),
+            });
+        }
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(&bytes) {
             let invalid = |why: String| CaError::Invalid {
@@ -220,6 +235,13 @@ async fn exchange(
             format!("NTP server {ntp_server}: {e}"),
         )
     })?;
+    let ntp_addrs: Vec<_> = ntp_addrs.into_iter().filter(unicast).collect();
+    if ntp_addrs.is_empty() {
+        return Err((
+            KeFailure::NtpAddress,
+            format!("NTP server {ntp_server}: not a unicast address"),
+        ));
+    }
     Ok(KeDone {
         outcome: KeOutcome {
             c2s,
@@ -229,6 +251,17 @@ async fn exchange(
         ntp_server,
         ntp_addrs,
     })
+}
+
+/// Whether `a` can be a server's unicast address: a server record may name
+/// any host (RFC 8915), but not an unspecified, broadcast or multicast one.
+fn unicast(a: &SocketAddr) -> bool {
+    match a.ip() {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast())
+        }
+        std::net::IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
 }
 
 /// An NTS source's figures in `/v1/status`.
@@ -248,6 +281,27 @@ pub fn status_json(n: &crate::core::nts::NtsReport) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unicast_ntp_servers_are_taken() {
+        for bad in [
+            "0.0.0.0:123",
+            "255.255.255.255:123",
+            "224.0.0.1:123",
+            "[::]:123",
+            "[ff02::1]:123",
+        ] {
+            assert!(!unicast(&bad.parse().unwrap()), "{bad}");
+        }
+        for good in [
+            "127.0.0.1:123",
+            "192.0.2.1:4123",
+            "[::1]:123",
+            "[2001:db8::1]:123",
+        ] {
+            assert!(unicast(&good.parse().unwrap()), "{good}");
+        }
+    }
 
     #[test]
     fn names_split_into_host_and_port() {
@@ -273,6 +327,9 @@ mod tests {
         .unwrap();
         let e = roots(Some(&junk)).unwrap_err();
         assert!(matches!(e, CaError::Invalid { .. }), "{e}");
+        // A file without end is refused, not read until memory runs out.
+        let e = roots(Some(Path::new("/dev/zero"))).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -210,7 +210,9 @@ impl Pump {
             tracing::debug!("source {name}: reply refused: {e}");
             return;
         }
-        self.auth_warned.resize(slot + 1, None);
+        if self.auth_warned.len() <= slot {
+            self.auth_warned.resize(slot + 1, None);
+        }
         let now = std::time::Instant::now();
         if self.auth_warned[slot].is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
             self.auth_warned[slot] = Some(now);

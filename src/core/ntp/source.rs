@@ -255,6 +255,16 @@ impl NtpSource {
         self.poller.unsent();
     }
 
+    /// Time out the request in flight, if its time is up by `now`, without
+    /// starting a poll (a caller that cannot send now, e.g. an NTS source
+    /// waiting for a key exchange).
+    pub fn expire(&mut self, now: Steady) {
+        self.poller.expire(now);
+        if !self.poller.in_flight() {
+            self.in_flight = None;
+        }
+    }
+
     /// The timeline was interrupted: the request in flight is void.
     pub fn cancel(&mut self) {
         self.in_flight = None;

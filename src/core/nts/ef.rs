@@ -390,6 +390,14 @@ mod tests {
             open_reply(&nak, &[8; UID_LEN], &s2c),
             Err(OpenError::NotOurs)
         );
+        // Nothing may follow the authenticator: a field appended after it
+        // is outside what it authenticates.
+        let mut trailing = reply.clone();
+        push_ef(&mut trailing, EF_COOKIE, &[1; 28]);
+        assert_eq!(
+            open_reply(&trailing, &uid, &s2c),
+            Err(OpenError::NoAuthenticator)
+        );
         // A plain NTP reply is not an authentic one.
         assert_eq!(open_reply(&header(), &uid, &s2c), Err(OpenError::NotOurs));
         assert_eq!(open_reply(&[0; 10], &uid, &s2c), Err(OpenError::Malformed));
@@ -403,6 +411,26 @@ mod tests {
             let (_, s2c) = keys();
             prop_assert!(open_reply(&bytes, &[0; UID_LEN], &s2c).is_err());
             let _ = fields(&bytes, 0);
+        }
+
+        /// Our own unique identifier, then arbitrary bytes: every check
+        /// past the identifier meets random fields and authenticators.
+        #[test]
+        fn arbitrary_fields_after_our_identifier_never_open(
+            tail in proptest::collection::vec(any::<u8>(), 0..400),
+            kind in any::<u16>(),
+            body in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let (_, s2c) = keys();
+            let uid = [9u8; UID_LEN];
+            let mut p = header().to_vec();
+            push_ef(&mut p, EF_UNIQUE_ID, &uid);
+            let mut with_field = p.clone();
+            push_ef(&mut with_field, kind, &body);
+            push_ef(&mut with_field, EF_AUTHENTICATOR, &body);
+            p.extend_from_slice(&tail);
+            prop_assert!(open_reply(&p, &uid, &s2c).is_err());
+            prop_assert!(open_reply(&with_field, &uid, &s2c).is_err());
         }
 
         #[test]

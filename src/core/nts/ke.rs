@@ -27,7 +27,7 @@ pub const DEFAULT_KE_PORT: u16 = 4460;
 pub const DEFAULT_NTP_PORT: u16 = 123;
 /// The most bytes a response may take: a server sending more is refused
 /// (eight cookies of a few hundred bytes fit many times over).
-pub const MAX_RESPONSE_LEN: usize = 65_536;
+pub const MAX_RESPONSE_LEN: usize = 8_192;
 /// The longest cookie kept (chronyd's are about 100 bytes; RFC 8915 sets
 /// no limit, this keeps one request's cookies within a datagram).
 pub const MAX_COOKIE_LEN: usize = 256;

@@ -234,6 +234,10 @@ impl NtsSource {
     /// gives fresh random values (nonces, unique identifiers).
     pub fn handle_timer(&mut self, now: Steady, rand: &mut dyn FnMut() -> u64) -> Timer {
         let mut out = Timer::default();
+        // A request whose time is up is missed, also while a key exchange
+        // holds the poll (a reply held past it must not become a sample).
+        let due = self.ntp.poller().deadline().is_some_and(|d| d <= now);
+        self.ntp.expire(now);
         if let Some((_, started)) = self.ke_in_flight {
             if now < started.plus(KE_TIMEOUT) {
                 return out;
@@ -242,7 +246,9 @@ impl NtsSource {
             self.report.last_key_exchange_failure = Some(KeFailure::TimedOut);
             self.ke_done(now);
         }
-        if self.ntp.poller().deadline().is_none_or(|d| d > now) {
+        // (A timeout is due too: with no cookie left, the key exchange
+        // starts then rather than a poll later.)
+        if !due {
             return out;
         }
         // A NAK that no authentic reply followed: the cookies are refused.
@@ -362,6 +368,9 @@ impl NtsSource {
             s.ntp.poller_mut().counters.unexpected += 1;
             Err(Rejected::Nts(e))
         };
+        // Late by the request's timeout: no longer expected, whatever the
+        // engine's timers did meanwhile.
+        self.ntp.expire(rx.at);
         let (Some(sent), Some(session)) = (&mut self.sent, &mut self.session) else {
             return unexpected(self, NtsError::NoRequest);
         };

@@ -387,3 +387,52 @@ fn the_engine_never_takes_a_forged_reply() {
     }
     assert_eq!(e.violations(), 0);
 }
+
+/// A request whose cookie was the last: at its timeout a key exchange
+/// starts, and a reply held past the timeout (here 9 s, while the key
+/// exchange runs) is refused as late, never a sample (review case).
+#[test]
+fn a_reply_held_past_its_timeout_during_a_key_exchange_is_refused() {
+    let mut rand = counter();
+    let mut s = NtsSource::new(PollConfig::with_poll(Nanos::from_secs(16)), Steady(0));
+    let (id, _) = s.handle_timer(Steady(0), &mut rand).key_exchange.unwrap();
+    s.handle_key_exchange(id, Steady(0), Ok(outcome(1)));
+    let now = s.deadline().unwrap().plus(Nanos::from_secs(5));
+    let req = s.handle_timer(now, &mut rand).send.expect("request");
+    s.handle_sent(SentStamps::steady(now));
+    assert_eq!(s.report().cookies, 0);
+    let to = s.deadline().unwrap();
+    assert_eq!(to, now.plus(Nanos::from_secs(1)));
+    assert!(s.handle_timer(to, &mut rand).key_exchange.is_some());
+    let timeouts = s.poller().counters.timeout;
+    assert!(timeouts >= 1, "the request counts as missed");
+    // The server's answer, 9 s after t1.
+    let (c2s, s2c) = keys();
+    let (uid, _cookie, placeholders) = open_request(&req, &c2s).expect("authentic request");
+    let q = Packet::parse(&req).unwrap();
+    let p = Packet::server_reply(q.transmit, T + Nanos(now.0 as i128) + Nanos::from_secs(9));
+    let fresh: Vec<Vec<u8>> = (0..=placeholders)
+        .map(|i| vec![0xc0 + i as u8; 100])
+        .collect();
+    let reply = seal_reply(&p.serialize(), &uid, &fresh, &s2c, &[7; 16]);
+    let at = now.plus(Nanos::from_secs(9)).plus(Nanos(100_000));
+    let r = s.handle_reply(&reply, &RxStamps::steady(at), T, &Default::default());
+    assert!(r.is_err(), "a reply 9 s late (timeout 1 s) became a sample");
+    // Even when no timer ran at the timeout, the reply's own instant says
+    // it is late.
+    let mut s2 = NtsSource::new(PollConfig::with_poll(Nanos::from_secs(16)), Steady(0));
+    let (id, _) = s2.handle_timer(Steady(0), &mut rand).key_exchange.unwrap();
+    s2.handle_key_exchange(id, Steady(0), Ok(outcome(2)));
+    let req = s2.handle_timer(now, &mut rand).send.expect("request");
+    s2.handle_sent(SentStamps::steady(now));
+    let (uid, _cookie, placeholders) = open_request(&req, &c2s).expect("authentic request");
+    let q = Packet::parse(&req).unwrap();
+    let p = Packet::server_reply(q.transmit, T + Nanos(now.0 as i128) + Nanos::from_secs(9));
+    let fresh: Vec<Vec<u8>> = (0..=placeholders)
+        .map(|i| vec![0xc0 + i as u8; 100])
+        .collect();
+    let reply = seal_reply(&p.serialize(), &uid, &fresh, &s2c, &[7; 16]);
+    assert!(s2
+        .handle_reply(&reply, &RxStamps::steady(at), T, &Default::default())
+        .is_err());
+}
