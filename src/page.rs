@@ -688,10 +688,10 @@ fn sources_table(o: &mut String, snap: &Snapshot) {
     o.push_str(
         "<h2>Sources</h2><table id=\"sources\"><thead><tr><th>source</th><th>address</th>\
          <th>state</th><th>reach</th><th>offset (source − skewd) ± half-width</th>\
-         <th>delay</th><th>root distance</th><th>ok / timeouts / bad</th></tr></thead><tbody>",
+         <th>delay</th><th>root distance</th><th>ok / timeouts / bad</th><th>NTS</th></tr></thead><tbody>",
     );
     if snap.sources.is_empty() {
-        o.push_str("<tr><td colspan=\"8\">no sources configured</td></tr>");
+        o.push_str("<tr><td colspan=\"9\">no sources configured</td></tr>");
     }
     for v in &snap.sources {
         let r = &v.report;
@@ -713,11 +713,29 @@ fn sources_table(o: &mut String, snap: &Snapshot) {
             (None, None) => "unresolved".into(),
         };
         let c = &r.counters;
+        // Plain NTP, or NTS: authenticated, and what failed.
+        let (nts_attr, nts) = match &r.nts {
+            None => ("plain", "—".to_owned()),
+            Some(n) if n.authenticated => (
+                "authenticated",
+                format!(
+                    "authenticated · {} cookies · {} failures",
+                    n.cookies, n.auth_failures
+                ),
+            ),
+            Some(n) => (
+                "unauthenticated",
+                format!(
+                    "<b style=\"color:#c62828\">not authenticated</b> · {} cookies · {} failures",
+                    n.cookies, n.auth_failures
+                ),
+            ),
+        };
         let _ = write!(
             o,
-            "<tr data-name=\"{}\" data-state=\"{}\"{}><td>{}</td><td>{}</td>\
+            "<tr data-name=\"{}\" data-state=\"{}\" data-nts=\"{nts_attr}\"{}><td>{}</td><td>{}</td>\
              <td style=\"color:{}\">{}</td><td class=\"n\">{:03o}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {} / {}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {} / {}</td><td>{nts}</td></tr>",
             esc(&v.name),
             r.state.as_str(),
             r.offset.map_or(String::new(), |n| format!(

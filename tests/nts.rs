@@ -144,6 +144,9 @@ fn four_nts_servers_synchronize_authenticated_and_cost_little_width() {
             )),
             "{metrics}"
         );
+        // The status page marks every source authenticated.
+        let page = get(http, "/").unwrap().1;
+        assert_eq!(page.matches("data-nts=\"authenticated\"").count(), 4);
     }
     // The plain agent's sources are not authenticated.
     let st = get_json(ntp, "/v1/status");
@@ -151,6 +154,8 @@ fn four_nts_servers_synchronize_authenticated_and_cost_little_width() {
         assert_eq!(s["authenticated"], false, "{s}");
         assert!(s["nts"].is_null(), "{s}");
     }
+    let page = get(ntp, "/").unwrap().1;
+    assert_eq!(page.matches("data-nts=\"plain\"").count(), 4);
 }
 
 #[test]
@@ -227,6 +232,8 @@ fn a_server_whose_replies_are_rewritten_fails_authentication_and_gives_no_sample
     );
     assert_eq!(bad["authenticated"], false, "{bad}");
     assert_eq!(bad["state"], "unreachable", "{bad}");
+    let page = get(http, "/").unwrap().1;
+    assert_eq!(page.matches("data-nts=\"unauthenticated\"").count(), 1);
     // Its cookies were spent on replies that never authenticated: it
     // re-keyed when they ran out.
     assert!(bad["nts"]["key_exchanges"].as_u64().unwrap() >= 2, "{bad}");
