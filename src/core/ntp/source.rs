@@ -284,6 +284,9 @@ impl NtpSource {
         pivot: RefTime,
         params: &SampleParams,
     ) -> Result<Sample, Rejected> {
+        // A reply after its request's timeout is late, whether or not a
+        // timer ran at the timeout (one held while a key exchange waits).
+        self.expire(rx.at);
         let r = self.try_reply(bytes, rx, pivot, params);
         match &r {
             Ok(_) => {
@@ -526,6 +529,25 @@ mod tests {
         }
     }
 
+    /// A reply arriving after its request's timeout is late, also when no
+    /// timer ran in between.
+    #[test]
+    fn a_reply_after_the_timeout_is_refused_without_a_timer() {
+        let p = SampleParams::default();
+        let t = RefTime(1_800_000_000 * NS_PER_S);
+        let mut s = NtpSource::new(cfg(), Steady(0));
+        s.handle_timer(Steady(0), 42).unwrap();
+        s.handle_sent(SentStamps::steady(Steady(0)));
+        let late = RxStamps::steady(Steady(10 * NS_PER_S as i64));
+        assert!(s.handle_reply(&reply_to(42, t), &late, t, &p).is_err());
+        assert_eq!(s.poller().counters.timeout, 1);
+        // In time, the same reply is a sample.
+        let mut s = NtpSource::new(cfg(), Steady(0));
+        s.handle_timer(Steady(0), 42).unwrap();
+        s.handle_sent(SentStamps::steady(Steady(0)));
+        assert!(s.handle_reply(&reply_to(42, t), &rx(), t, &p).is_ok());
+    }
+
     #[test]
     fn interleaved_replies_complete_the_named_exchange() {
         let p = SampleParams::default();
@@ -554,7 +576,12 @@ mod tests {
         let later = t + Nanos::from_secs(16);
         let stray = server(7, later, later);
         assert_eq!(
-            s.handle_reply(&stray.serialize(), &at(16_000_100), t, &p),
+            s.handle_reply(
+                &stray.serialize(),
+                &RxStamps::steady(next.plus(Nanos::from_micros(50))),
+                t,
+                &p
+            ),
             Err(Rejected::Reply(ReplyError::OriginMismatch))
         );
         // The interleaved answer: this exchange's t2, the first reply's

@@ -368,8 +368,9 @@ impl NtsSource {
             s.ntp.poller_mut().counters.unexpected += 1;
             Err(Rejected::Nts(e))
         };
-        // Late by the request's timeout: no longer expected, whatever the
-        // engine's timers did meanwhile.
+        // Late by the request's timeout: no longer expected (the NTP machine
+        // applies the same rule; here it must hold before the reply is
+        // opened).
         self.ntp.expire(rx.at);
         let (Some(sent), Some(session)) = (&mut self.sent, &mut self.session) else {
             return unexpected(self, NtsError::NoRequest);

@@ -406,15 +406,10 @@ fn a_reply_held_past_its_timeout_during_a_key_exchange_is_refused() {
     assert!(s.handle_timer(to, &mut rand).key_exchange.is_some());
     let timeouts = s.poller().counters.timeout;
     assert!(timeouts >= 1, "the request counts as missed");
-    // The server's answer, 9 s after t1.
-    let (c2s, s2c) = keys();
-    let (uid, _cookie, placeholders) = open_request(&req, &c2s).expect("authentic request");
-    let q = Packet::parse(&req).unwrap();
-    let p = Packet::server_reply(q.transmit, T + Nanos(now.0 as i128) + Nanos::from_secs(9));
-    let fresh: Vec<Vec<u8>> = (0..=placeholders)
-        .map(|i| vec![0xc0 + i as u8; 100])
-        .collect();
-    let reply = seal_reply(&p.serialize(), &uid, &fresh, &s2c, &[7; 16]);
+    // The server's authentic answer, 9 s after t1.
+    let late = T + Nanos(now.0 as i128) + Nanos::from_secs(9);
+    let held = |req: &[u8]| answer(req, |p| *p = Packet::server_reply(p.origin, late));
+    let reply = held(&req);
     let at = now.plus(Nanos::from_secs(9)).plus(Nanos(100_000));
     let r = s.handle_reply(&reply, &RxStamps::steady(at), T, &Default::default());
     assert!(r.is_err(), "a reply 9 s late (timeout 1 s) became a sample");
@@ -425,14 +420,7 @@ fn a_reply_held_past_its_timeout_during_a_key_exchange_is_refused() {
     s2.handle_key_exchange(id, Steady(0), Ok(outcome(2)));
     let req = s2.handle_timer(now, &mut rand).send.expect("request");
     s2.handle_sent(SentStamps::steady(now));
-    let (uid, _cookie, placeholders) = open_request(&req, &c2s).expect("authentic request");
-    let q = Packet::parse(&req).unwrap();
-    let p = Packet::server_reply(q.transmit, T + Nanos(now.0 as i128) + Nanos::from_secs(9));
-    let fresh: Vec<Vec<u8>> = (0..=placeholders)
-        .map(|i| vec![0xc0 + i as u8; 100])
-        .collect();
-    let reply = seal_reply(&p.serialize(), &uid, &fresh, &s2c, &[7; 16]);
     assert!(s2
-        .handle_reply(&reply, &RxStamps::steady(at), T, &Default::default())
+        .handle_reply(&held(&req), &RxStamps::steady(at), T, &Default::default())
         .is_err());
 }
